@@ -1,1 +1,23 @@
+//! Tollgate's request pipeline, independent of any transport.
+//!
+//! - [`router`]: the [`Controller`] trait and the [`Router`] (controller:action → handler, plus the HTTP
+//!   routes each action declares);
+//! - [`funnel`]: the [`Funnel`], the single path every request takes;
+//! - [`gate`]: the authentication / rights / rate-limit hook points the Funnel calls before any action;
+//! - [`context`]: per-request state ([`Context`], [`Caller`], [`ConnectionInfo`]);
+//! - [`shutdown`]: graceful shutdown ([`Shutdown`]);
+//! - [`upgrade`]: the hand-over of upgraded HTTP connections to the WebSocket front-end.
 
+pub mod context;
+pub mod funnel;
+pub mod gate;
+pub mod router;
+pub mod shutdown;
+pub mod upgrade;
+
+pub use context::{ANONYMOUS_KUID, Caller, ConnectionInfo, Context, Protocol};
+pub use funnel::{Funnel, FunnelConfig};
+pub use gate::{Gate, OpenGate};
+pub use router::{ActionDef, Controller, HttpRoute, RouteEntry, Router, route};
+pub use shutdown::Shutdown;
+pub use upgrade::{BoxedIo, Io, UpgradeAcceptor};

@@ -1,1 +1,611 @@
+//! Tollgate's HTTP front-end (`shared/spec/protocol.md` §7), on hyper 1.
+//!
+//! Each HTTP/1.1 request becomes one [`Request`] envelope: the route gives `controller:action` and the
+//! path placeholders, the query string gives typed arguments, headers give `jwt`, `volatile` and the
+//! request id, and the body is size-checked, decoded and parsed first ([`body`]). Special endpoints
+//! (`/_query`, `/_healthcheck`, `/_ready`, `HEAD /`, `OPTIONS`) are answered here. WebSocket upgrades,
+//! on any path, are handed to an [`UpgradeAcceptor`]. Errors become bytes only here, at the edge.
 
+pub mod body;
+pub mod routes;
+
+use std::convert::Infallible;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use flate2::Compression;
+use flate2::write::{GzEncoder, ZlibEncoder};
+use http::header::{
+    ACCEPT_ENCODING, ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS,
+    ACCESS_CONTROL_ALLOW_ORIGIN, AUTHORIZATION, CONNECTION, CONTENT_ENCODING, CONTENT_LENGTH,
+    CONTENT_TYPE, HeaderName, HeaderValue, ORIGIN, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY,
+    SEC_WEBSOCKET_VERSION, UPGRADE, VARY,
+};
+use http::{HeaderMap, Method, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tollgate_core::{ConnectionInfo, Funnel, Protocol, Shutdown, UpgradeAcceptor};
+use tollgate_protocol::errors::{
+    NETWORK_HTTP_UNEXPECTED_ERROR, NETWORK_HTTP_UNSUPPORTED_VERB, NETWORK_HTTP_URL_NOT_FOUND,
+    NETWORK_HTTP_VOLATILE_PARSE_FAILED,
+};
+use tollgate_protocol::{Encoding, KuzzleError, Request, Response, new_request_id, to_json_bytes};
+
+use crate::routes::{RouteError, RouteTree};
+
+/// Limits and switches of the HTTP front-end.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// Largest body, before and after decompression (`server.maxRequestSize`).
+    pub max_request_size: usize,
+    /// Most `Content-Encoding` layers accepted.
+    pub max_encoding_layers: usize,
+    /// Compress responses when the client accepts gzip or deflate.
+    pub compression: bool,
+    /// Largest request head (request line and headers).
+    pub max_head_size: usize,
+    /// Time allowed to receive a request head.
+    pub head_timeout: Duration,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            max_request_size: 1024 * 1024,
+            max_encoding_layers: 3,
+            compression: true,
+            max_head_size: 64 * 1024,
+            head_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+const ALLOW_HEADERS: &str = "Content-Type, Access-Control-Allow-Headers, Authorization, X-Requested-With, Content-Encoding, Content-Length, X-Kuzzle-Volatile, X-Kuzzle-Request-Id";
+const ALLOW_METHODS: &str = "GET,POST,PUT,PATCH,DELETE,OPTIONS,HEAD";
+const X_KUZZLE_REQUEST_ID: HeaderName = HeaderName::from_static("x-kuzzle-request-id");
+const X_KUZZLE_NODE: HeaderName = HeaderName::from_static("x-kuzzle-node");
+const X_KUZZLE_VOLATILE: HeaderName = HeaderName::from_static("x-kuzzle-volatile");
+
+/// The HTTP front-end, shared by every connection.
+pub struct HttpFrontend {
+    funnel: Arc<Funnel>,
+    tree: RouteTree,
+    config: HttpConfig,
+    node: Arc<str>,
+    upgrades: Option<Arc<dyn UpgradeAcceptor>>,
+    shutdown: Shutdown,
+}
+
+impl std::fmt::Debug for HttpFrontend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpFrontend")
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+/// How a response must be finished, known from the request head.
+struct Reply {
+    request_id: String,
+    origin: Option<HeaderValue>,
+    pretty: bool,
+    encoding: ContentEncoding,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ContentEncoding {
+    Identity,
+    Gzip,
+    Deflate,
+}
+
+impl HttpFrontend {
+    pub fn new(
+        funnel: Arc<Funnel>,
+        config: HttpConfig,
+        node: Arc<str>,
+        upgrades: Option<Arc<dyn UpgradeAcceptor>>,
+        shutdown: Shutdown,
+    ) -> Self {
+        let tree = RouteTree::new(&funnel.router().http_routes());
+        Self {
+            funnel,
+            tree,
+            config,
+            node,
+            upgrades,
+            shutdown,
+        }
+    }
+
+    /// Serves one TCP connection (HTTP/1.1 with keep-alive, and upgrades) until it closes or the
+    /// shutdown completes its in-flight request.
+    pub async fn serve_connection(self: Arc<Self>, stream: TcpStream, peer: SocketAddr) {
+        let _ = stream.set_nodelay(true);
+        let connection_id: Arc<str> = Arc::from(new_request_id());
+        let this = Arc::clone(&self);
+        let service = service_fn(move |req| {
+            let this = Arc::clone(&this);
+            let connection_id = Arc::clone(&connection_id);
+            async move { Ok::<_, Infallible>(this.handle(req, peer, &connection_id).await) }
+        });
+        let conn = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.config.head_timeout)
+            .max_buf_size(self.config.max_head_size.max(8192))
+            .keep_alive(true)
+            .serve_connection(TokioIo::new(stream), service)
+            .with_upgrades();
+        tokio::pin!(conn);
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(error) = result {
+                    tracing::debug!(%error, "http connection ended with an error");
+                }
+            }
+            _ = self.shutdown.triggered() => {
+                conn.as_mut().graceful_shutdown();
+                let _ = conn.await;
+            }
+        }
+    }
+
+    async fn handle(
+        &self,
+        mut req: hyper::Request<Incoming>,
+        peer: SocketAddr,
+        connection_id: &str,
+    ) -> hyper::Response<Full<Bytes>> {
+        let headers = req.headers();
+        let request_id = headers
+            .get(X_KUZZLE_REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+            .unwrap_or_else(new_request_id);
+        let origin = headers.get(ORIGIN).cloned();
+        let query: Vec<(String, Option<String>)> =
+            req.uri().query().map(parse_query).unwrap_or_default();
+        let reply = Reply {
+            request_id,
+            pretty: query.iter().any(|(k, _)| k == "pretty"),
+            encoding: self.negotiate(headers),
+            origin,
+        };
+        let conn = Arc::new(ConnectionInfo {
+            id: connection_id.to_owned(),
+            protocol: Protocol::Http,
+            peer: Some(peer),
+            origin: reply
+                .origin
+                .as_ref()
+                .and_then(|o| o.to_str().ok())
+                .map(str::to_owned),
+        });
+
+        let verb = match *req.method() {
+            Method::GET => "GET",
+            Method::POST => "POST",
+            Method::PUT => "PUT",
+            Method::PATCH => "PATCH",
+            Method::DELETE => "DELETE",
+            Method::HEAD => "HEAD",
+            Method::OPTIONS => "OPTIONS",
+            ref other => {
+                let e =
+                    KuzzleError::new(&NETWORK_HTTP_UNSUPPORTED_VERB, vec![json!(other.as_str())]);
+                return self.envelope(&Response::bare_failure(reply.request_id.clone(), e), &reply);
+            }
+        };
+        if let Some(acceptor) = self
+            .upgrades
+            .as_ref()
+            .filter(|_| is_websocket_upgrade(req.headers()))
+        {
+            return self.upgrade(&mut req, Arc::clone(acceptor), conn, &reply);
+        }
+        let path = normalized_path(req.uri().path());
+        if verb == "OPTIONS" {
+            return self.envelope(
+                &Response::special(reply.request_id.clone(), 200, json!({})),
+                &reply,
+            );
+        }
+        if verb == "HEAD" && path == "/" {
+            return self.finish(StatusCode::OK, Vec::new(), &reply);
+        }
+
+        let (parts, incoming) = req.into_parts();
+        let body = match self.read_body(&parts.headers, incoming).await {
+            Ok(body) => body,
+            Err(e) => {
+                let status = e.status();
+                return self.finish_json(status, to_json_bytes(&e, reply.pretty), &reply);
+            }
+        };
+
+        let response = match (verb, path.as_str()) {
+            ("GET", "/_healthcheck") => {
+                Response::special(reply.request_id.clone(), 200, Value::Null)
+            }
+            ("GET", "/_ready") => {
+                let status = if self.funnel.is_ready() { 200 } else { 503 };
+                Response::special(reply.request_id.clone(), status, Value::Null)
+            }
+            ("POST", "/_query") => {
+                let mut payload = body.unwrap_or_else(|| json!({}));
+                if let (Value::Object(map), Some(jwt)) = (&mut payload, bearer(&parts.headers)) {
+                    map.entry("jwt").or_insert(Value::String(jwt));
+                }
+                match Request::from_json(payload, Some(reply.request_id.clone())) {
+                    Ok(request) => self.funnel.execute(request, &conn).await,
+                    Err(e) => Response::bare_failure(e.request_id, e.error),
+                }
+            }
+            _ => match self.build(verb, &parts, query, body, &reply) {
+                Ok(request) => self.funnel.execute(request, &conn).await,
+                Err(response) => response,
+            },
+        };
+        self.envelope(&response, &reply)
+    }
+
+    /// Builds the envelope of a routed request (`protocol.md` §7.2).
+    fn build(
+        &self,
+        verb: &str,
+        parts: &http::request::Parts,
+        query: Vec<(String, Option<String>)>,
+        body: Option<Value>,
+        reply: &Reply,
+    ) -> Result<Request, Response> {
+        let raw_path = parts.uri.path();
+        let fail = |e: KuzzleError| Response::bare_failure(reply.request_id.clone(), e);
+        let (target, placeholders) = self.tree.find(verb, raw_path).map_err(|e| match e {
+            RouteError::NotFound => fail(KuzzleError::new(
+                &NETWORK_HTTP_URL_NOT_FOUND,
+                vec![json!(raw_path)],
+            )),
+            RouteError::BadEncoding => fail(KuzzleError::new(
+                &NETWORK_HTTP_UNEXPECTED_ERROR,
+                vec![json!("invalid percent-encoding in URL path")],
+            )),
+        })?;
+        let mut request = Request::from_http(
+            target.controller,
+            target.action,
+            query,
+            placeholders,
+            reply.request_id.clone(),
+        );
+        if let Some(jwt) = bearer(&parts.headers) {
+            request.jwt = Some(jwt);
+        }
+        if let Some(raw) = parts.headers.get(X_KUZZLE_VOLATILE) {
+            match serde_json::from_slice::<Value>(raw.as_bytes()) {
+                Ok(Value::Object(map)) => request.volatile = Some(Value::Object(map)),
+                Ok(Value::Null) => {}
+                Ok(_) => return Err(fail(KuzzleError::invalid_type("volatile", "object"))),
+                Err(e) => {
+                    return Err(fail(KuzzleError::new(
+                        &NETWORK_HTTP_VOLATILE_PARSE_FAILED,
+                        vec![json!(e.to_string())],
+                    )));
+                }
+            }
+        }
+        match body {
+            None => {}
+            Some(Value::Object(map)) => request.body = Some(map),
+            Some(_) => return Err(fail(KuzzleError::invalid_type("body", "object"))),
+        }
+        Ok(request)
+    }
+
+    /// Reads, decodes and parses the body (`protocol.md` §7.3, steps 1–6).
+    async fn read_body(
+        &self,
+        headers: &HeaderMap,
+        incoming: Incoming,
+    ) -> Result<Option<Value>, KuzzleError> {
+        let max = self.config.max_request_size;
+        if let Some(len) = headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+        {
+            body::check_size(usize::try_from(len).unwrap_or(usize::MAX), max)?;
+        }
+        let media = body::media_type(headers)?;
+        let raw = Limited::new(incoming, max)
+            .collect()
+            .await
+            .map_err(|e| {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    body::check_size(usize::MAX, max)
+                        .err()
+                        .unwrap_or_else(|| KuzzleError::internal("body"))
+                } else {
+                    KuzzleError::new(&NETWORK_HTTP_UNEXPECTED_ERROR, vec![json!(e.to_string())])
+                }
+            })?
+            .to_bytes();
+        let decoded = body::decode(headers, raw.to_vec(), max, self.config.max_encoding_layers)?;
+        body::parse(&decoded, media)
+    }
+
+    fn upgrade(
+        &self,
+        req: &mut hyper::Request<Incoming>,
+        acceptor: Arc<dyn UpgradeAcceptor>,
+        conn: Arc<ConnectionInfo>,
+        reply: &Reply,
+    ) -> hyper::Response<Full<Bytes>> {
+        let headers = req.headers();
+        let version_ok = headers
+            .get(SEC_WEBSOCKET_VERSION)
+            .is_some_and(|v| v.as_bytes() == b"13");
+        let key = headers
+            .get(SEC_WEBSOCKET_KEY)
+            .filter(|_| version_ok && req.method() == Method::GET);
+        let Some(key) = key else {
+            let e = KuzzleError::new(
+                &NETWORK_HTTP_UNEXPECTED_ERROR,
+                vec![json!("invalid WebSocket upgrade request")],
+            );
+            return self.envelope(&Response::bare_failure(reply.request_id.clone(), e), reply);
+        };
+        let accept = acceptor.accept_key(key.as_bytes());
+        let on_upgrade = hyper::upgrade::on(req);
+        let info = ConnectionInfo {
+            id: new_request_id(),
+            protocol: Protocol::WebSocket,
+            peer: conn.peer,
+            origin: conn.origin.clone(),
+        };
+        self.shutdown.spawn(async move {
+            match on_upgrade.await {
+                Ok(upgraded) => acceptor.serve(Box::new(TokioIo::new(upgraded)), info).await,
+                Err(error) => tracing::debug!(%error, "websocket upgrade failed"),
+            }
+        });
+        let mut response = hyper::Response::new(Full::new(Bytes::new()));
+        *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        let h = response.headers_mut();
+        h.insert(UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
+        if let Ok(v) = HeaderValue::from_str(&accept) {
+            h.insert(SEC_WEBSOCKET_ACCEPT, v);
+        }
+        response
+    }
+
+    fn envelope(&self, response: &Response, reply: &Reply) -> hyper::Response<Full<Bytes>> {
+        let bytes = response.to_bytes(
+            &self.node,
+            Encoding {
+                room: false,
+                pretty: reply.pretty,
+            },
+        );
+        self.finish_json(response.status, bytes, reply)
+    }
+
+    fn finish_json(
+        &self,
+        status: u16,
+        body: Vec<u8>,
+        reply: &Reply,
+    ) -> hyper::Response<Full<Bytes>> {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        self.finish(status, body, reply)
+    }
+
+    /// Adds the standard headers (`protocol.md` §7.6) and compresses the body when negotiated.
+    fn finish(
+        &self,
+        status: StatusCode,
+        body: Vec<u8>,
+        reply: &Reply,
+    ) -> hyper::Response<Full<Bytes>> {
+        let (body, encoding) = match compress(body, reply.encoding) {
+            Ok(compressed) => compressed,
+            Err(plain) => (plain, ContentEncoding::Identity),
+        };
+        let mut response = hyper::Response::new(Full::new(Bytes::from(body)));
+        *response.status_mut() = status;
+        let h = response.headers_mut();
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert(
+            CONTENT_ENCODING,
+            HeaderValue::from_static(match encoding {
+                ContentEncoding::Identity => "identity",
+                ContentEncoding::Gzip => "gzip",
+                ContentEncoding::Deflate => "deflate",
+            }),
+        );
+        if let Ok(v) = HeaderValue::from_str(&reply.request_id) {
+            h.insert(X_KUZZLE_REQUEST_ID, v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&self.node) {
+            h.insert(X_KUZZLE_NODE, v);
+        }
+        h.insert(
+            ACCEPT_ENCODING,
+            HeaderValue::from_static(if self.config.compression {
+                "gzip,deflate,identity"
+            } else {
+                "identity"
+            }),
+        );
+        h.insert(
+            ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static(ALLOW_HEADERS),
+        );
+        h.insert(
+            ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static(ALLOW_METHODS),
+        );
+        if let Some(origin) = &reply.origin {
+            h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+            h.insert(VARY, HeaderValue::from_static("Origin"));
+        }
+        response
+    }
+
+    /// Picks the response encoding from `Accept-Encoding` (`protocol.md` §7.7).
+    fn negotiate(&self, headers: &HeaderMap) -> ContentEncoding {
+        if !self.config.compression {
+            return ContentEncoding::Identity;
+        }
+        let mut best = (ContentEncoding::Identity, 0.0_f32);
+        for value in headers.get_all(ACCEPT_ENCODING) {
+            let Ok(text) = value.to_str() else { continue };
+            for item in text.split(',') {
+                let mut parts = item.split(';');
+                let name = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+                let q = parts
+                    .find_map(|p| {
+                        p.trim()
+                            .strip_prefix("q=")
+                            .map(|q| q.trim().parse::<f32>().unwrap_or(0.0))
+                    })
+                    .unwrap_or(1.0);
+                let candidate = match name.as_str() {
+                    "gzip" => ContentEncoding::Gzip,
+                    "deflate" => ContentEncoding::Deflate,
+                    _ => continue,
+                };
+                let better =
+                    q > best.1 || (q == best.1 && q > 0.0 && candidate == ContentEncoding::Gzip);
+                if q > 0.0 && better {
+                    best = (candidate, q);
+                }
+            }
+        }
+        best.0
+    }
+}
+
+/// Compresses; on failure gives the body back unchanged.
+fn compress(
+    body: Vec<u8>,
+    encoding: ContentEncoding,
+) -> Result<(Vec<u8>, ContentEncoding), Vec<u8>> {
+    let out = match encoding {
+        ContentEncoding::Identity => return Ok((body, encoding)),
+        ContentEncoding::Gzip => {
+            let mut e =
+                GzEncoder::new(Vec::with_capacity(body.len() / 2 + 32), Compression::fast());
+            e.write_all(&body).and_then(|_| e.finish())
+        }
+        ContentEncoding::Deflate => {
+            let mut e =
+                ZlibEncoder::new(Vec::with_capacity(body.len() / 2 + 32), Compression::fast());
+            e.write_all(&body).and_then(|_| e.finish())
+        }
+    };
+    match out {
+        Ok(compressed) => Ok((compressed, encoding)),
+        Err(_) => Err(body),
+    }
+}
+
+fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
+    let upgrade = headers
+        .get(UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|p| p.trim().eq_ignore_ascii_case("websocket"))
+        });
+    let connection = headers.get_all(CONNECTION).iter().any(|v| {
+        v.to_str().is_ok_and(|v| {
+            v.split(',')
+                .any(|p| p.trim().eq_ignore_ascii_case("upgrade"))
+        })
+    });
+    upgrade && connection
+}
+
+/// `Authorization: Bearer <token>` (scheme case-insensitive, token trimmed).
+fn bearer(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?.trim();
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_owned())
+}
+
+/// `/a//b/` → `/a/b`; used for the special endpoints.
+fn normalized_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for segment in path.split('/').filter(|s| !s.is_empty()) {
+        out.push('/');
+        out.push_str(segment);
+    }
+    if out.is_empty() {
+        out.push('/');
+    }
+    out
+}
+
+/// Splits a query string into (name, value) pairs with form decoding; a bare `?x` has no value.
+fn parse_query(query: &str) -> Vec<(String, Option<String>)> {
+    fn decode(s: &str) -> String {
+        let plus = s.replace('+', " ");
+        percent_encoding::percent_decode_str(&plus)
+            .decode_utf8_lossy()
+            .into_owned()
+    }
+    query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| match pair.split_once('=') {
+            Some((k, v)) => (decode(k), Some(decode(v))),
+            None => (decode(pair), None),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_pairs_keep_bare_flags() {
+        assert_eq!(
+            parse_query("force&refresh=wait_for&a+b=c%20d&&x="),
+            vec![
+                ("force".to_owned(), None),
+                ("refresh".to_owned(), Some("wait_for".to_owned())),
+                ("a b".to_owned(), Some("c d".to_owned())),
+                ("x".to_owned(), Some(String::new())),
+            ]
+        );
+    }
+
+    #[test]
+    fn bearer_tokens() {
+        let mut h = HeaderMap::new();
+        h.insert(AUTHORIZATION, HeaderValue::from_static("bEaReR  tok "));
+        assert_eq!(bearer(&h), Some("tok".to_owned()));
+        h.insert(AUTHORIZATION, HeaderValue::from_static("Basic abc"));
+        assert_eq!(bearer(&h), None);
+    }
+
+    #[test]
+    fn paths_are_normalized() {
+        assert_eq!(normalized_path("//_query/"), "/_query");
+        assert_eq!(normalized_path("/"), "/");
+        assert_eq!(normalized_path(""), "/");
+    }
+}

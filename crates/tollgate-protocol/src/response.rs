@@ -135,6 +135,15 @@ impl Response {
     }
 }
 
+impl Response {
+    /// Serializes the envelope as a string (WebSocket text frames).
+    pub fn to_text(&self, node: &str, encoding: Encoding) -> String {
+        // JSON produced by serde_json is always valid UTF-8.
+        String::from_utf8(self.to_bytes(node, encoding))
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+    }
+}
+
 /// Serializes any value compactly, or with a two-space indent. Serializing a value built from
 /// strings, numbers, maps and vectors cannot fail; should it, the bytes of `null` are returned.
 pub fn to_json_bytes<T: Serialize + ?Sized>(value: &T, pretty: bool) -> Vec<u8> {

@@ -1,1 +1,445 @@
+//! Tollgate's WebSocket front-end (`shared/spec/protocol.md` §6).
+//!
+//! The HTTP front-end answers the upgrade handshake and hands the raw connection to [`WsFrontend`]
+//! (an [`UpgradeAcceptor`]). Each socket then runs two tasks:
+//!
+//! - a **reader** that decodes one JSON request per text or binary message, answers the application
+//!   heartbeat `{"p":1}`, enforces the idle timeout and the per-socket message rate, and spawns one task
+//!   per request into the [`Funnel`] (at most `max_in_flight` at once: past that the reader stops
+//!   reading, and TCP pushes back on the client);
+//! - a **writer** that drains a bounded queue of outgoing frames. A client too slow to read fills the
+//!   queue and is disconnected with close code 1011, so memory per socket stays bounded.
+//!
+//! RFC 6455 pings are answered by tungstenite itself while reading.
 
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use serde_json::{Value, json};
+use tokio::sync::{Semaphore, mpsc};
+use tokio::time::Instant;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Bytes, Message, Utf8Bytes};
+use tokio_util::sync::CancellationToken as CancelFlag;
+use tollgate_core::{BoxedIo, ConnectionInfo, Funnel, Shutdown, UpgradeAcceptor};
+use tollgate_protocol::errors::{
+    NETWORK_WEBSOCKET_RATELIMIT_EXCEEDED, NETWORK_WEBSOCKET_UNEXPECTED_ERROR,
+};
+use tollgate_protocol::{Encoding, KuzzleError, Request, Response, new_request_id};
+
+/// Limits of the WebSocket front-end. Every one is configuration.
+#[derive(Debug, Clone)]
+pub struct WsConfig {
+    /// Largest message (and frame) accepted, in bytes; larger closes the socket with 1009.
+    pub max_message_size: usize,
+    /// A socket that received nothing for this long is closed (1000, `idle timeout`).
+    pub idle_timeout: Duration,
+    /// Outgoing messages that may wait on one socket before it is closed (1011).
+    pub max_queued_messages: usize,
+    /// Requests of one socket running at once; past that the socket is not read.
+    pub max_in_flight: usize,
+    /// Messages per second accepted from one socket; 0 disables the limit.
+    pub rate_limit: u32,
+    /// tungstenite's read buffer per socket.
+    pub read_buffer_size: usize,
+}
+
+impl Default for WsConfig {
+    fn default() -> Self {
+        Self {
+            max_message_size: 1024 * 1024,
+            idle_timeout: Duration::from_secs(60),
+            max_queued_messages: 50,
+            max_in_flight: 50,
+            rate_limit: 0,
+            read_buffer_size: 4096,
+        }
+    }
+}
+
+impl WsConfig {
+    fn tungstenite(&self) -> WebSocketConfig {
+        WebSocketConfig::default()
+            .read_buffer_size(self.read_buffer_size)
+            .write_buffer_size(0)
+            .max_message_size(Some(self.max_message_size))
+            .max_frame_size(Some(self.max_message_size))
+    }
+}
+
+/// The WebSocket front-end: accepts upgraded connections and serves them.
+#[derive(Clone)]
+pub struct WsFrontend {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    funnel: Arc<Funnel>,
+    config: WsConfig,
+    node: Arc<str>,
+    shutdown: Shutdown,
+}
+
+impl std::fmt::Debug for WsFrontend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WsFrontend")
+            .field("config", &self.inner.config)
+            .finish()
+    }
+}
+
+impl WsFrontend {
+    pub fn new(funnel: Arc<Funnel>, config: WsConfig, node: Arc<str>, shutdown: Shutdown) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                funnel,
+                config,
+                node,
+                shutdown,
+            }),
+        }
+    }
+}
+
+impl UpgradeAcceptor for WsFrontend {
+    fn accept_key(&self, key: &[u8]) -> String {
+        derive_accept_key(key)
+    }
+
+    fn serve(
+        &self,
+        io: BoxedIo,
+        conn: ConnectionInfo,
+    ) -> Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        let inner = Arc::clone(&self.inner);
+        Box::pin(async move {
+            let ws = WebSocketStream::from_raw_socket(
+                io,
+                Role::Server,
+                Some(inner.config.tungstenite()),
+            )
+            .await;
+            let (sink, stream) = ws.split();
+            run_socket(inner, sink, stream, Arc::new(conn)).await;
+        })
+    }
+}
+
+/// What the writer task sends.
+enum Outgoing {
+    Frame(Message),
+    Close(CloseCode, &'static str),
+}
+
+/// The per-socket queue of outgoing frames. A full queue means the client does not read fast
+/// enough: the socket is flagged for closing (1011).
+#[derive(Clone)]
+struct Outbox {
+    tx: mpsc::Sender<Outgoing>,
+    overflow: CancelFlag,
+}
+
+impl Outbox {
+    fn push(&self, text: String) {
+        match self
+            .tx
+            .try_send(Outgoing::Frame(Message::Text(Utf8Bytes::from(text))))
+        {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => self.overflow.cancel(),
+            // The socket is gone: nobody is left to answer.
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+}
+
+async fn run_socket<S, R>(inner: Arc<Inner>, sink: S, mut stream: R, conn: Arc<ConnectionInfo>)
+where
+    S: Sink<Message, Error = WsError> + Send + Unpin + 'static,
+    R: Stream<Item = Result<Message, WsError>> + Send + Unpin,
+{
+    let config = &inner.config;
+    let (tx, rx) = mpsc::channel(config.max_queued_messages.max(1));
+    let overflow = CancelFlag::default();
+    let outbox = Outbox {
+        tx: tx.clone(),
+        overflow: overflow.clone(),
+    };
+    let writer = tokio::spawn(write_loop(sink, rx, overflow.clone()));
+    let in_flight = Arc::new(Semaphore::new(config.max_in_flight.max(1)));
+    let mut window = RateWindow::new(config.rate_limit);
+    let idle = tokio::time::sleep(config.idle_timeout);
+    tokio::pin!(idle);
+
+    let close: Option<(CloseCode, &'static str)> = loop {
+        let next = tokio::select! {
+            biased;
+            _ = overflow.cancelled() => break None,
+            _ = inner.shutdown.triggered() => break Some((CloseCode::Away, "server shutting down")),
+            _ = &mut idle => break Some((CloseCode::Normal, "idle timeout")),
+            next = stream.next() => next,
+        };
+        let message = match next {
+            None => break None,
+            Some(Ok(message)) => message,
+            Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))) => {
+                break Some((CloseCode::Size, "message too big"));
+            }
+            Some(Err(error)) => {
+                tracing::debug!(connection = %conn.id, %error, "websocket read failed");
+                break None;
+            }
+        };
+        idle.as_mut().reset(Instant::now() + config.idle_timeout);
+        let payload: Bytes = match message {
+            Message::Text(text) => text.into(),
+            Message::Binary(bytes) => bytes,
+            Message::Close(_) => break None,
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
+        };
+        if payload.is_empty() {
+            continue;
+        }
+        // Wait for a request slot of this socket before reading further.
+        let permit = tokio::select! {
+            biased;
+            _ = overflow.cancelled() => break None,
+            permit = Arc::clone(&in_flight).acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break None,
+            },
+        };
+        match decode(&payload, &mut window) {
+            Decoded::Heartbeat => outbox.push(r#"{"p":2}"#.to_owned()),
+            Decoded::Reply(response) => outbox.push(response.to_text(&inner.node, ROOM)),
+            Decoded::Request(req) => {
+                let inner = Arc::clone(&inner);
+                let conn = Arc::clone(&conn);
+                let outbox = outbox.clone();
+                tokio::spawn(async move {
+                    let response = inner.funnel.execute(req, &conn).await;
+                    outbox.push(response.to_text(&inner.node, ROOM));
+                    drop(permit);
+                });
+            }
+        }
+    };
+
+    if let Some((code, reason)) = close {
+        if code == CloseCode::Away {
+            // Let the requests of this socket finish before saying goodbye.
+            let all = u32::try_from(config.max_in_flight.max(1)).unwrap_or(u32::MAX);
+            let _ = in_flight.acquire_many(all).await;
+        }
+        // The queue may be full; the writer is then closing the socket anyway.
+        let _ = tx.try_send(Outgoing::Close(code, reason));
+    } else if overflow.is_cancelled() {
+        tracing::info!(connection = %conn.id, "closing a websocket whose client is too slow to read");
+    }
+    drop(tx);
+    drop(outbox);
+    let _ = writer.await;
+}
+
+const ROOM: Encoding = Encoding {
+    room: true,
+    pretty: false,
+};
+
+async fn write_loop<S>(mut sink: S, mut rx: mpsc::Receiver<Outgoing>, overflow: CancelFlag)
+where
+    S: Sink<Message, Error = WsError> + Unpin,
+{
+    const CLOSE_GRACE: Duration = Duration::from_secs(1);
+    loop {
+        let next = tokio::select! {
+            biased;
+            _ = overflow.cancelled() => None,
+            next = rx.recv() => next,
+        };
+        let Some(out) = next else { break };
+        match out {
+            Outgoing::Frame(message) => {
+                let sent = tokio::select! {
+                    biased;
+                    _ = overflow.cancelled() => break,
+                    sent = sink.send(message) => sent,
+                };
+                if sent.is_err() {
+                    return;
+                }
+            }
+            Outgoing::Close(code, reason) => {
+                let frame = CloseFrame {
+                    code,
+                    reason: reason.into(),
+                };
+                let _ =
+                    tokio::time::timeout(CLOSE_GRACE, sink.send(Message::Close(Some(frame)))).await;
+                return;
+            }
+        }
+    }
+    if overflow.is_cancelled() {
+        let frame = CloseFrame {
+            code: CloseCode::Error,
+            reason: "too much backpressure: client is too slow".into(),
+        };
+        let _ = tokio::time::timeout(CLOSE_GRACE, sink.send(Message::Close(Some(frame)))).await;
+    } else {
+        let _ = tokio::time::timeout(CLOSE_GRACE, sink.close()).await;
+    }
+}
+
+/// Fixed one-second window of the per-socket message rate.
+struct RateWindow {
+    limit: u32,
+    start: Instant,
+    count: u32,
+}
+
+impl RateWindow {
+    fn new(limit: u32) -> Self {
+        Self {
+            limit,
+            start: Instant::now(),
+            count: 0,
+        }
+    }
+
+    fn allow(&mut self) -> bool {
+        if self.limit == 0 {
+            return true;
+        }
+        let now = Instant::now();
+        if now.duration_since(self.start) >= Duration::from_secs(1) {
+            self.start = now;
+            self.count = 0;
+        }
+        self.count = self.count.saturating_add(1);
+        self.count <= self.limit
+    }
+}
+
+enum Decoded {
+    Heartbeat,
+    Reply(Response),
+    Request(Request),
+}
+
+/// Turns one message into a request, or into the reply it gets without reaching the Funnel.
+fn decode(payload: &[u8], window: &mut RateWindow) -> Decoded {
+    let text = match std::str::from_utf8(payload) {
+        Ok(text) => text,
+        Err(e) => return Decoded::Reply(unexpected(format!("invalid UTF-8: {e}"))),
+    };
+    let value: Value = match serde_json::from_str(text) {
+        Ok(value) => value,
+        Err(e) => return Decoded::Reply(unexpected(e.to_string())),
+    };
+    if let Value::Object(map) = &value {
+        if map.len() == 1 && map.get("p") == Some(&json!(1)) {
+            return Decoded::Heartbeat;
+        }
+    }
+    if !window.allow() {
+        let request_id = match value.get("requestId") {
+            Some(Value::String(s)) if !s.is_empty() => s.clone(),
+            _ => new_request_id(),
+        };
+        return Decoded::Reply(Response::bare_failure(
+            request_id,
+            KuzzleError::plain(&NETWORK_WEBSOCKET_RATELIMIT_EXCEEDED),
+        ));
+    }
+    match Request::from_json(value, None) {
+        Ok(req) => Decoded::Request(req),
+        Err(e) => Decoded::Reply(Response::bare_failure(e.request_id, e.error)),
+    }
+}
+
+fn unexpected(reason: String) -> Response {
+    Response::bare_failure(
+        new_request_id(),
+        KuzzleError::new(
+            &NETWORK_WEBSOCKET_UNEXPECTED_ERROR,
+            vec![Value::String(reason)],
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply_id(d: Decoded) -> Option<&'static str> {
+        match d {
+            Decoded::Reply(r) => r.error.map(|e| e.id()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn decode_recognizes_only_the_exact_heartbeat() {
+        let mut w = RateWindow::new(0);
+        assert!(matches!(decode(br#"{"p":1}"#, &mut w), Decoded::Heartbeat));
+        assert!(matches!(
+            decode(br#"{"p":1,"x":2}"#, &mut w),
+            Decoded::Request(_)
+        ));
+        assert!(matches!(decode(br#"{"p":2}"#, &mut w), Decoded::Request(_)));
+    }
+
+    #[test]
+    fn decode_answers_bad_payloads() {
+        let mut w = RateWindow::new(0);
+        assert_eq!(
+            reply_id(decode(b"{bad", &mut w)),
+            Some("network.websocket.unexpected_error")
+        );
+        assert_eq!(
+            reply_id(decode(&[0xff, 0xfe], &mut w)),
+            Some("network.websocket.unexpected_error")
+        );
+        assert_eq!(
+            reply_id(decode(b"[1]", &mut w)),
+            Some("api.assert.invalid_type")
+        );
+        assert_eq!(
+            reply_id(decode(b"null", &mut w)),
+            Some("api.assert.invalid_type")
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rate_window_resets_each_second() {
+        let mut w = RateWindow::new(2);
+        assert!(w.allow());
+        assert!(w.allow());
+        assert!(!w.allow());
+        tokio::time::advance(Duration::from_millis(1001)).await;
+        assert!(w.allow());
+    }
+
+    #[test]
+    fn decode_applies_the_socket_rate() {
+        let mut w = RateWindow::new(1);
+        assert!(matches!(
+            decode(br#"{"controller":"a","action":"b"}"#, &mut w),
+            Decoded::Request(_)
+        ));
+        match decode(br#"{"requestId":"r7"}"#, &mut w) {
+            Decoded::Reply(r) => {
+                assert_eq!(r.request_id, "r7");
+                assert_eq!(r.status, 429);
+            }
+            _ => panic!("not rate limited"),
+        }
+    }
+}

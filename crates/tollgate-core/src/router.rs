@@ -1,0 +1,217 @@
+//! Controllers and the router: `controller:action` → handler, plus the HTTP routes each action declares.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::{Map, Value, json};
+use tollgate_protocol::errors::{API_PROCESS_ACTION_NOT_FOUND, API_PROCESS_CONTROLLER_NOT_FOUND};
+use tollgate_protocol::{KuzzleError, Request};
+
+use crate::context::Context;
+
+/// An HTTP route of an action: a verb and a path whose `:name` segments are placeholders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpRoute {
+    pub verb: &'static str,
+    pub path: &'static str,
+}
+
+/// Shorthand for an [`HttpRoute`].
+pub const fn route(verb: &'static str, path: &'static str) -> HttpRoute {
+    HttpRoute { verb, path }
+}
+
+/// One action of a controller and its HTTP routes.
+#[derive(Debug, Clone)]
+pub struct ActionDef {
+    pub name: &'static str,
+    pub http: Vec<HttpRoute>,
+}
+
+impl ActionDef {
+    pub fn new(name: &'static str, http: &[HttpRoute]) -> Self {
+        Self {
+            name,
+            http: http.to_vec(),
+        }
+    }
+}
+
+/// A controller: a named set of actions. Controllers never see transports; they get a typed
+/// [`Request`] and a [`Context`] and answer a JSON result or a [`KuzzleError`].
+#[async_trait]
+pub trait Controller: Send + Sync + 'static {
+    /// The controller name, e.g. `security`.
+    fn name(&self) -> &'static str;
+    /// The actions it implements, with their HTTP routes.
+    fn actions(&self) -> Vec<ActionDef>;
+    /// Runs `action`; only called for an action listed by [`Controller::actions`], after the
+    /// pipeline's checks.
+    async fn call(&self, action: &str, req: &Request, ctx: &Context) -> Result<Value, KuzzleError>;
+}
+
+/// An HTTP route resolved to a `controller:action`.
+#[derive(Debug, Clone)]
+pub struct RouteEntry {
+    pub verb: &'static str,
+    pub path: &'static str,
+    pub controller: &'static str,
+    pub action: &'static str,
+    /// Listed in the public route table (false for reserved Kuzzle routes).
+    pub listed: bool,
+}
+
+/// Kuzzle routes of actions outside Tollgate's scope (`routes.md` §7). They are registered so they do
+/// not fall into an in-scope placeholder route, and resolve to a not-found action after the rights
+/// check.
+pub const RESERVED_ROUTES: &[(&str, &str, &str, &str)] = &[
+    ("GET", "/users/_mGet", "security", "mGetUsers"),
+    ("GET", "/profiles/_mapping", "security", "getProfileMapping"),
+    (
+        "PUT",
+        "/profiles/_mapping",
+        "security",
+        "updateProfileMapping",
+    ),
+    ("GET", "/roles/_mapping", "security", "getRoleMapping"),
+    ("PUT", "/roles/_mapping", "security", "updateRoleMapping"),
+    ("GET", "/users/_mapping", "security", "getUserMapping"),
+    ("POST", "/api-keys/_create", "auth", "createApiKey"),
+    ("DELETE", "/_mDelete", "index", "mDelete"),
+    ("DELETE", "/_mdelete", "index", "mDelete"),
+    ("DELETE", "/ms", "ms", "del"),
+    ("GET", "/ms/_exists", "ms", "exists"),
+];
+
+struct Registered {
+    controller: Arc<dyn Controller>,
+    actions: Vec<ActionDef>,
+}
+
+/// The registry of controllers. Built once at start, then shared read-only.
+#[derive(Default)]
+pub struct Router {
+    controllers: HashMap<&'static str, Registered>,
+    order: Vec<&'static str>,
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router")
+            .field("controllers", &self.order)
+            .finish()
+    }
+}
+
+impl Router {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers a controller. A second controller of the same name replaces the first.
+    pub fn register(&mut self, controller: Arc<dyn Controller>) {
+        let name = controller.name();
+        let actions = controller.actions();
+        if self
+            .controllers
+            .insert(
+                name,
+                Registered {
+                    controller,
+                    actions,
+                },
+            )
+            .is_none()
+        {
+            self.order.push(name);
+        }
+    }
+
+    /// Resolves `controller:action` (pipeline step 8).
+    pub fn resolve(
+        &self,
+        controller: &str,
+        action: &str,
+    ) -> Result<&Arc<dyn Controller>, KuzzleError> {
+        let Some(reg) = self.controllers.get(controller) else {
+            return Err(KuzzleError::new(
+                &API_PROCESS_CONTROLLER_NOT_FOUND,
+                vec![json!(controller)],
+            ));
+        };
+        if !reg.actions.iter().any(|a| a.name == action) {
+            return Err(KuzzleError::new(
+                &API_PROCESS_ACTION_NOT_FOUND,
+                vec![json!(controller), json!(action)],
+            ));
+        }
+        Ok(&reg.controller)
+    }
+
+    /// Every `controller:action` pair that is implemented, in registration order.
+    pub fn actions(&self) -> Vec<(&'static str, &'static str)> {
+        self.order
+            .iter()
+            .filter_map(|c| self.controllers.get(c).map(|r| (c, r)))
+            .flat_map(|(c, r)| r.actions.iter().map(move |a| (*c, a.name)))
+            .collect()
+    }
+
+    /// Every HTTP route: the implemented actions' routes first, then the reserved ones.
+    pub fn http_routes(&self) -> Vec<RouteEntry> {
+        let mut out = Vec::new();
+        for c in &self.order {
+            let Some(reg) = self.controllers.get(c) else {
+                continue;
+            };
+            for a in &reg.actions {
+                for r in &a.http {
+                    out.push(RouteEntry {
+                        verb: r.verb,
+                        path: r.path,
+                        controller: c,
+                        action: a.name,
+                        listed: true,
+                    });
+                }
+            }
+        }
+        out.extend(
+            RESERVED_ROUTES
+                .iter()
+                .map(|&(verb, path, controller, action)| RouteEntry {
+                    verb,
+                    path,
+                    controller,
+                    action,
+                    listed: false,
+                }),
+        );
+        out
+    }
+
+    /// The public route table (`server:publicApi`): `{controller:{action:{action,controller,http}}}`.
+    pub fn route_table(&self) -> Value {
+        let mut table = Map::new();
+        for c in &self.order {
+            let Some(reg) = self.controllers.get(c) else {
+                continue;
+            };
+            let mut actions = Map::new();
+            for a in &reg.actions {
+                let http: Vec<Value> = a
+                    .http
+                    .iter()
+                    .map(|r| json!({"path": r.path, "url": r.path, "verb": r.verb}))
+                    .collect();
+                actions.insert(
+                    a.name.to_owned(),
+                    json!({"action": a.name, "controller": c, "http": http}),
+                );
+            }
+            table.insert((*c).to_owned(), Value::Object(actions));
+        }
+        Value::Object(table)
+    }
+}
