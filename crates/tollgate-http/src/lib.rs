@@ -74,6 +74,9 @@ const X_KUZZLE_REQUEST_ID: HeaderName = HeaderName::from_static("x-kuzzle-reques
 const X_KUZZLE_NODE: HeaderName = HeaderName::from_static("x-kuzzle-node");
 const X_KUZZLE_VOLATILE: HeaderName = HeaderName::from_static("x-kuzzle-volatile");
 
+/// Held for as long as a connection lives (an HTTP connection, then the WebSocket it may become).
+pub type ConnectionGuard = Arc<dyn std::any::Any + Send + Sync>;
+
 /// The HTTP front-end, shared by every connection.
 pub struct HttpFrontend {
     funnel: Arc<Funnel>,
@@ -128,14 +131,23 @@ impl HttpFrontend {
 
     /// Serves one TCP connection (HTTP/1.1 with keep-alive, and upgrades) until it closes or the
     /// shutdown completes its in-flight request.
-    pub async fn serve_connection(self: Arc<Self>, stream: TcpStream, peer: SocketAddr) {
+    ///
+    /// `guard` is held until the connection ends, including a WebSocket it is upgraded to (the
+    /// server passes its connection-count permit).
+    pub async fn serve_connection(
+        self: Arc<Self>,
+        stream: TcpStream,
+        peer: SocketAddr,
+        guard: ConnectionGuard,
+    ) {
         let _ = stream.set_nodelay(true);
         let connection_id: Arc<str> = Arc::from(new_request_id());
         let this = Arc::clone(&self);
         let service = service_fn(move |req| {
             let this = Arc::clone(&this);
             let connection_id = Arc::clone(&connection_id);
-            async move { Ok::<_, Infallible>(this.handle(req, peer, &connection_id).await) }
+            let guard = Arc::clone(&guard);
+            async move { Ok::<_, Infallible>(this.handle(req, peer, &connection_id, guard).await) }
         });
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())
@@ -163,7 +175,13 @@ impl HttpFrontend {
         mut req: hyper::Request<Incoming>,
         peer: SocketAddr,
         connection_id: &str,
+        guard: ConnectionGuard,
     ) -> hyper::Response<Full<Bytes>> {
+        if head_size(&req) > self.config.max_head_size {
+            let mut response = hyper::Response::new(Full::new(Bytes::new()));
+            *response.status_mut() = StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
+            return response;
+        }
         let headers = req.headers();
         let request_id = headers
             .get(X_KUZZLE_REQUEST_ID)
@@ -210,7 +228,7 @@ impl HttpFrontend {
             .as_ref()
             .filter(|_| is_websocket_upgrade(req.headers()))
         {
-            return self.upgrade(&mut req, Arc::clone(acceptor), conn, &reply);
+            return self.upgrade(&mut req, Arc::clone(acceptor), conn, &reply, guard);
         }
         let path = normalized_path(req.uri().path());
         if verb == "OPTIONS" {
@@ -252,7 +270,7 @@ impl HttpFrontend {
             }
             _ => match self.build(verb, &parts, query, body, &reply) {
                 Ok(request) => self.funnel.execute(request, &conn).await,
-                Err(response) => response,
+                Err(error) => Response::bare_failure(reply.request_id.clone(), error),
             },
         };
         self.envelope(&response, &reply)
@@ -266,18 +284,16 @@ impl HttpFrontend {
         query: Vec<(String, Option<String>)>,
         body: Option<Value>,
         reply: &Reply,
-    ) -> Result<Request, Response> {
+    ) -> Result<Request, KuzzleError> {
         let raw_path = parts.uri.path();
-        let fail = |e: KuzzleError| Response::bare_failure(reply.request_id.clone(), e);
         let (target, placeholders) = self.tree.find(verb, raw_path).map_err(|e| match e {
-            RouteError::NotFound => fail(KuzzleError::new(
-                &NETWORK_HTTP_URL_NOT_FOUND,
-                vec![json!(raw_path)],
-            )),
-            RouteError::BadEncoding => fail(KuzzleError::new(
+            RouteError::NotFound => {
+                KuzzleError::new(&NETWORK_HTTP_URL_NOT_FOUND, vec![json!(raw_path)])
+            }
+            RouteError::BadEncoding => KuzzleError::new(
                 &NETWORK_HTTP_UNEXPECTED_ERROR,
                 vec![json!("invalid percent-encoding in URL path")],
-            )),
+            ),
         })?;
         let mut request = Request::from_http(
             target.controller,
@@ -293,19 +309,19 @@ impl HttpFrontend {
             match serde_json::from_slice::<Value>(raw.as_bytes()) {
                 Ok(Value::Object(map)) => request.volatile = Some(Value::Object(map)),
                 Ok(Value::Null) => {}
-                Ok(_) => return Err(fail(KuzzleError::invalid_type("volatile", "object"))),
+                Ok(_) => return Err(KuzzleError::invalid_type("volatile", "object")),
                 Err(e) => {
-                    return Err(fail(KuzzleError::new(
+                    return Err(KuzzleError::new(
                         &NETWORK_HTTP_VOLATILE_PARSE_FAILED,
                         vec![json!(e.to_string())],
-                    )));
+                    ));
                 }
             }
         }
         match body {
             None => {}
             Some(Value::Object(map)) => request.body = Some(map),
-            Some(_) => return Err(fail(KuzzleError::invalid_type("body", "object"))),
+            Some(_) => return Err(KuzzleError::invalid_type("body", "object")),
         }
         Ok(request)
     }
@@ -348,6 +364,7 @@ impl HttpFrontend {
         acceptor: Arc<dyn UpgradeAcceptor>,
         conn: Arc<ConnectionInfo>,
         reply: &Reply,
+        guard: ConnectionGuard,
     ) -> hyper::Response<Full<Bytes>> {
         let headers = req.headers();
         let version_ok = headers
@@ -376,6 +393,7 @@ impl HttpFrontend {
                 Ok(upgraded) => acceptor.serve(Box::new(TokioIo::new(upgraded)), info).await,
                 Err(error) => tracing::debug!(%error, "websocket upgrade failed"),
             }
+            drop(guard);
         });
         let mut response = hyper::Response::new(Full::new(Bytes::new()));
         *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
@@ -517,6 +535,14 @@ fn compress(
         Ok(compressed) => Ok((compressed, encoding)),
         Err(_) => Err(body),
     }
+}
+
+/// Approximate size of the request head as received: request line and header lines.
+fn head_size<B>(req: &hyper::Request<B>) -> usize {
+    let line = req.method().as_str().len() + req.uri().to_string().len() + 12;
+    req.headers()
+        .iter()
+        .fold(line, |acc, (k, v)| acc + k.as_str().len() + v.len() + 4)
 }
 
 fn is_websocket_upgrade(headers: &HeaderMap) -> bool {

@@ -20,6 +20,9 @@ struct Node {
     target: Option<Target>,
 }
 
+/// Placeholder values of a matched route, in path order.
+pub type Params = Vec<(String, String)>;
+
 /// Why a path could not be matched.
 #[derive(Debug, PartialEq, Eq)]
 pub enum RouteError {
@@ -61,11 +64,7 @@ impl RouteTree {
     }
 
     /// Matches a raw (still percent-encoded) path; returns the target and the placeholder values.
-    pub fn find(
-        &self,
-        verb: &str,
-        raw_path: &str,
-    ) -> Result<(Target, Vec<(String, String)>), RouteError> {
+    pub fn find(&self, verb: &str, raw_path: &str) -> Result<(Target, Params), RouteError> {
         let mut node = self.verbs.get(verb).ok_or(RouteError::NotFound)?;
         let mut params = Vec::new();
         for raw in raw_path.split('/').filter(|s| !s.is_empty()) {
@@ -136,7 +135,7 @@ mod tests {
         ])
     }
 
-    fn action(verb: &str, path: &str) -> Result<(&'static str, Vec<(String, String)>), RouteError> {
+    fn action(verb: &str, path: &str) -> Result<(&'static str, Params), RouteError> {
         tree().find(verb, path).map(|(t, p)| (t.action, p))
     }
 

@@ -1,1 +1,219 @@
+//! Tollgate's wiring: configuration, the controllers, the Funnel, both front-ends on one listener, and
+//! graceful shutdown. The `tollgate` binary is a thin layer over [`Server::start`].
+//!
+//! ```text
+//! TcpListener ─ accept loop ─ HttpFrontend ─(upgrade)─ WsFrontend
+//!                                  └──────── Funnel ───────┘
+//!                                  gate → Router → controllers
+//! ```
 
+pub mod config;
+pub mod server_controller;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tollgate_core::{
+    Controller, Funnel, FunnelConfig, Gate, OpenGate, Router, Shutdown, UpgradeAcceptor,
+};
+use tollgate_http::{HttpConfig, HttpFrontend};
+use tollgate_ws::{WsConfig, WsFrontend};
+
+pub use config::{Cli, Config, ConfigError, Settings};
+pub use server_controller::{HealthProbe, ServerController};
+
+/// Everything a server needs besides its configuration. Tests add controllers here.
+#[derive(Default)]
+pub struct Extensions {
+    /// Controllers registered after the built-in ones.
+    pub controllers: Vec<Arc<dyn Controller>>,
+}
+
+/// A running server.
+pub struct Server {
+    addr: SocketAddr,
+    node: Arc<str>,
+    shutdown: Shutdown,
+    grace: Duration,
+    accept_loop: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("addr", &self.addr)
+            .field("node", &self.node)
+            .finish()
+    }
+}
+
+/// Failure to start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot read the listener address: {0}")]
+    Listener(std::io::Error),
+}
+
+impl Server {
+    /// Starts serving on `listener` with a validated configuration.
+    pub async fn start(
+        listener: TcpListener,
+        settings: Settings,
+        ext: Extensions,
+    ) -> Result<Self, StartError> {
+        let config = settings.config;
+        let data_dir = &config.server.data_dir;
+        std::fs::create_dir_all(data_dir).map_err(|source| StartError::DataDir {
+            path: data_dir.clone(),
+            source,
+        })?;
+        let addr = listener.local_addr().map_err(StartError::Listener)?;
+        let node: Arc<str> = Arc::from(
+            config
+                .server
+                .node_id
+                .clone()
+                .unwrap_or_else(generate_node_id),
+        );
+        let shutdown = Shutdown::new();
+
+        let routes = Arc::new(OnceLock::new());
+        let mut router = Router::new();
+        router.register(Arc::new(ServerController::new(
+            Arc::clone(&node),
+            Arc::clone(&routes),
+            Vec::new(),
+        )));
+        for controller in ext.controllers {
+            router.register(controller);
+        }
+        let _ = routes.set(router.route_table());
+        let router = Arc::new(router);
+
+        let gate: Arc<dyn Gate> = Arc::new(OpenGate);
+        let funnel = Arc::new(Funnel::new(
+            router,
+            gate,
+            FunnelConfig {
+                concurrent_requests: config.limits.concurrent_requests,
+                requests_buffer_size: config.limits.requests_buffer_size,
+                allowed_origins: config.http.allowed_origins.clone(),
+            },
+            shutdown.clone(),
+        ));
+        let ws: Arc<dyn UpgradeAcceptor> = Arc::new(WsFrontend::new(
+            Arc::clone(&funnel),
+            WsConfig {
+                max_message_size: config.server.max_request_size,
+                idle_timeout: config.idle_timeout(),
+                max_queued_messages: config.websocket.max_queued_messages,
+                max_in_flight: config.websocket.max_in_flight,
+                rate_limit: config.websocket.rate_limit,
+                ..WsConfig::default()
+            },
+            Arc::clone(&node),
+            shutdown.clone(),
+        ));
+        let http = Arc::new(HttpFrontend::new(
+            funnel,
+            HttpConfig {
+                max_request_size: config.server.max_request_size,
+                max_encoding_layers: config.http.max_encoding_layers,
+                compression: config.http.compression,
+                max_head_size: config.http.max_head_size,
+                head_timeout: Duration::from_millis(config.http.head_timeout_ms),
+            },
+            Arc::clone(&node),
+            Some(ws),
+            shutdown.clone(),
+        ));
+
+        let accept_loop = tokio::spawn(accept_loop(
+            listener,
+            http,
+            shutdown.clone(),
+            Arc::new(Semaphore::new(config.server.max_connections)),
+        ));
+        tracing::info!(%addr, node = &*node, "tollgate is listening (HTTP and WebSocket)");
+        Ok(Self {
+            addr,
+            node,
+            shutdown,
+            grace: Duration::from_millis(config.server.shutdown_grace_ms),
+            accept_loop,
+        })
+    }
+
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The node id reported in every response.
+    pub fn node_id(&self) -> &str {
+        &self.node
+    }
+
+    /// Graceful shutdown: stop accepting, refuse new requests, let in-flight ones finish, close
+    /// WebSockets with a close frame; at most the configured grace period. Returns false when the
+    /// grace period ran out before every connection finished.
+    pub async fn shutdown(self) -> bool {
+        self.shutdown.trigger();
+        let _ = self.accept_loop.await;
+        let drained = self.shutdown.drain(self.grace).await;
+        if drained {
+            tracing::info!("shutdown complete");
+        } else {
+            tracing::warn!(
+                grace_ms = self.grace.as_millis() as u64,
+                "shutdown grace period ran out"
+            );
+        }
+        drained
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    http: Arc<HttpFrontend>,
+    shutdown: Shutdown,
+    slots: Arc<Semaphore>,
+) {
+    loop {
+        let permit = tokio::select! {
+            _ = shutdown.triggered() => return,
+            permit = Arc::clone(&slots).acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => return,
+            },
+        };
+        let accepted = tokio::select! {
+            _ = shutdown.triggered() => return,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let http = Arc::clone(&http);
+                shutdown.spawn(http.serve_connection(stream, peer, Arc::new(permit)));
+            }
+            Err(error) => {
+                // Typically out of file descriptors: back off instead of spinning.
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+fn generate_node_id() -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!("knode-{}", &id[..12])
+}

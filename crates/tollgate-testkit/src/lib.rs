@@ -1,1 +1,351 @@
+//! Test harness: a real Tollgate server on `127.0.0.1:0` with a fresh data directory, a raw HTTP/1.1
+//! client that shows the exact bytes a client receives, and a WebSocket client.
 
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tollgate_core::Controller;
+use tollgate_server::{Config, Extensions, Server};
+
+/// The node id every test server reports.
+pub const NODE: &str = "knode-tollgate-1";
+
+/// How long a test waits for any single answer before failing.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A server running in this process, stopped when dropped (or explicitly with [`TestServer::stop`]).
+pub struct TestServer {
+    pub addr: SocketAddr,
+    server: Option<Server>,
+    /// Kept alive for the server's lifetime.
+    pub data_dir: Arc<tempfile::TempDir>,
+}
+
+impl TestServer {
+    /// A server with the default configuration.
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}, Vec::new()).await
+    }
+
+    /// A server whose configuration is adjusted by `tweak`, with extra controllers.
+    pub async fn start_with(
+        tweak: impl FnOnce(&mut Config),
+        controllers: Vec<Arc<dyn Controller>>,
+    ) -> Self {
+        let data_dir = Arc::new(tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}")));
+        Self::start_in(data_dir, tweak, controllers).await
+    }
+
+    /// A server on an existing data directory (restart tests).
+    pub async fn start_in(
+        data_dir: Arc<tempfile::TempDir>,
+        tweak: impl FnOnce(&mut Config),
+        controllers: Vec<Arc<dyn Controller>>,
+    ) -> Self {
+        let mut config = Config::default();
+        config.server.listen = "127.0.0.1:0".to_owned();
+        config.server.node_id = Some(NODE.to_owned());
+        config.server.data_dir = data_dir.path().to_owned();
+        config.log.level = "warn".to_owned();
+        tweak(&mut config);
+        let settings = config
+            .validate()
+            .unwrap_or_else(|e| panic!("test config: {e}"));
+        let listener = tokio::net::TcpListener::bind(settings.listen)
+            .await
+            .unwrap_or_else(|e| panic!("bind: {e}"));
+        let server = Server::start(listener, settings, Extensions { controllers })
+            .await
+            .unwrap_or_else(|e| panic!("start: {e}"));
+        Self {
+            addr: server.local_addr(),
+            server: Some(server),
+            data_dir,
+        }
+    }
+
+    /// Graceful shutdown; returns whether it completed within the grace period.
+    pub async fn stop(mut self) -> bool {
+        match self.server.take() {
+            Some(server) => server.shutdown().await,
+            None => true,
+        }
+    }
+
+    /// Starts the graceful shutdown without waiting for it.
+    pub fn begin_stop(&mut self) -> tokio::task::JoinHandle<bool> {
+        let server = self.server.take();
+        tokio::spawn(async move {
+            match server {
+                Some(server) => server.shutdown().await,
+                None => true,
+            }
+        })
+    }
+
+    pub async fn http(&self) -> HttpConn {
+        HttpConn::connect(self.addr).await
+    }
+
+    pub async fn ws(&self) -> WsClient {
+        WsClient::connect(self.addr, "/").await
+    }
+}
+
+/// An HTTP response as received.
+#[derive(Debug, Clone)]
+pub struct RawResponse {
+    /// `HTTP/1.1 200 OK`
+    pub status_line: String,
+    pub status: u16,
+    /// Header names lower-cased, in received order.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl RawResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == &name.to_ascii_lowercase())
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+}
+
+/// One keep-alive HTTP/1.1 connection speaking raw bytes.
+pub struct HttpConn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl HttpConn {
+    pub async fn connect(addr: SocketAddr) -> Self {
+        let stream = TcpStream::connect(addr)
+            .await
+            .unwrap_or_else(|e| panic!("connect: {e}"));
+        Self {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Sends `method path` with the given headers and body (a `Content-Length` is added when the
+    /// body is not empty and no length header was given), and reads one response.
+    pub async fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> RawResponse {
+        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\n");
+        for (k, v) in headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        let has_length = headers.iter().any(|(k, _)| {
+            k.eq_ignore_ascii_case("content-length") || k.eq_ignore_ascii_case("transfer-encoding")
+        });
+        if !has_length && !body.is_empty() {
+            head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        }
+        head.push_str("\r\n");
+        let mut bytes = head.into_bytes();
+        bytes.extend_from_slice(body);
+        self.send_raw(&bytes).await;
+        self.read_response(method == "HEAD").await
+    }
+
+    /// Writes raw bytes on the connection.
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream
+            .write_all(bytes)
+            .await
+            .unwrap_or_else(|e| panic!("write: {e}"));
+    }
+
+    /// Reads one response (`Content-Length` framing; `head_only` for HEAD requests).
+    pub async fn read_response(&mut self, head_only: bool) -> RawResponse {
+        tokio::time::timeout(TIMEOUT, self.read_response_inner(head_only))
+            .await
+            .unwrap_or_else(|_| panic!("no HTTP response within {TIMEOUT:?}"))
+    }
+
+    async fn fill(&mut self) -> usize {
+        let mut chunk = [0u8; 8192];
+        let n = self.stream.read(&mut chunk).await.unwrap_or(0);
+        self.buf.extend_from_slice(&chunk[..n]);
+        n
+    }
+
+    async fn read_response_inner(&mut self, head_only: bool) -> RawResponse {
+        let head_end = loop {
+            if let Some(pos) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break pos;
+            }
+            if self.fill().await == 0 {
+                panic!(
+                    "connection closed before a response head: {:?}",
+                    String::from_utf8_lossy(&self.buf)
+                );
+            }
+        };
+        let head = String::from_utf8_lossy(&self.buf[..head_end]).into_owned();
+        self.buf.drain(..head_end + 4);
+        let mut lines = head.split("\r\n");
+        let status_line = lines.next().unwrap_or_default().to_owned();
+        let status = status_line
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+            .collect();
+        let length: usize = headers
+            .iter()
+            .find(|(k, _)| k == "content-length")
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0);
+        let length = if head_only || status == 101 {
+            0
+        } else {
+            length
+        };
+        while self.buf.len() < length {
+            if self.fill().await == 0 {
+                panic!("connection closed inside a body");
+            }
+        }
+        let body = self.buf.drain(..length).collect();
+        RawResponse {
+            status_line,
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// Whether the server closed the connection (reads EOF within the timeout).
+    pub async fn is_closed(&mut self) -> bool {
+        matches!(tokio::time::timeout(TIMEOUT, self.fill()).await, Ok(0))
+    }
+}
+
+/// One request on a fresh connection.
+pub async fn http_once(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> RawResponse {
+    HttpConn::connect(addr)
+        .await
+        .request(method, path, headers, body)
+        .await
+}
+
+/// A WebSocket client.
+pub struct WsClient {
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+impl WsClient {
+    pub async fn connect(addr: SocketAddr, path: &str) -> Self {
+        let url = format!("ws://{addr}{path}");
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .unwrap_or_else(|e| panic!("websocket connect: {e}"));
+        Self { ws }
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        self.ws
+            .send(Message::text(text))
+            .await
+            .unwrap_or_else(|e| panic!("send: {e}"));
+    }
+
+    pub async fn send(&mut self, message: Message) {
+        self.ws
+            .send(message)
+            .await
+            .unwrap_or_else(|e| panic!("send: {e}"));
+    }
+
+    /// The next message other than a pong, or `None` when the socket closed.
+    pub async fn next(&mut self) -> Option<Message> {
+        let next = tokio::time::timeout(TIMEOUT, self.ws.next())
+            .await
+            .unwrap_or_else(|_| panic!("no websocket message within {TIMEOUT:?}"));
+        match next {
+            Some(Ok(m)) => Some(m),
+            Some(Err(_)) | None => None,
+        }
+    }
+
+    /// The next text frame, as a string.
+    pub async fn recv_text(&mut self) -> String {
+        loop {
+            match self.next().await {
+                Some(Message::Text(t)) => return t.to_string(),
+                Some(Message::Pong(_)) | Some(Message::Ping(_)) => continue,
+                other => panic!("expected a text frame, got {other:?}"),
+            }
+        }
+    }
+
+    pub async fn recv_json(&mut self) -> Value {
+        let text = self.recv_text().await;
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+    }
+
+    /// Sends a request and returns the raw text of its answer.
+    pub async fn call_text(&mut self, request: &str) -> String {
+        self.send_text(request).await;
+        self.recv_text().await
+    }
+
+    pub async fn call(&mut self, request: Value) -> Value {
+        self.send_text(&request.to_string()).await;
+        self.recv_json().await
+    }
+}
+
+/// Replaces the value of `"key":<number>` in a JSON text with `X`, for comparing bytes of responses
+/// that contain a timestamp. Returns the number found.
+pub fn mask_number(text: &str, key: &str) -> (String, Option<u64>) {
+    let needle = format!("\"{key}\":");
+    let Some(start) = text.find(&needle) else {
+        return (text.to_owned(), None);
+    };
+    let from = start + needle.len();
+    let digits: String = text[from..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    let masked = format!("{}X{}", &text[..from], &text[from + digits.len()..]);
+    (masked, digits.parse().ok())
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    tollgate_server::server_controller::now_ms()
+}

@@ -257,6 +257,8 @@ where
     S: Sink<Message, Error = WsError> + Unpin,
 {
     const CLOSE_GRACE: Duration = Duration::from_secs(1);
+    // A client that stopped reading gets longer to take its pending frames and the close frame.
+    const SLOW_CLOSE_GRACE: Duration = Duration::from_secs(5);
     loop {
         let next = tokio::select! {
             biased;
@@ -291,7 +293,8 @@ where
             code: CloseCode::Error,
             reason: "too much backpressure: client is too slow".into(),
         };
-        let _ = tokio::time::timeout(CLOSE_GRACE, sink.send(Message::Close(Some(frame)))).await;
+        let _ =
+            tokio::time::timeout(SLOW_CLOSE_GRACE, sink.send(Message::Close(Some(frame)))).await;
     } else {
         let _ = tokio::time::timeout(CLOSE_GRACE, sink.close()).await;
     }
@@ -343,10 +346,11 @@ fn decode(payload: &[u8], window: &mut RateWindow) -> Decoded {
         Ok(value) => value,
         Err(e) => return Decoded::Reply(unexpected(e.to_string())),
     };
-    if let Value::Object(map) = &value {
-        if map.len() == 1 && map.get("p") == Some(&json!(1)) {
-            return Decoded::Heartbeat;
-        }
+    if let Value::Object(map) = &value
+        && map.len() == 1
+        && map.get("p") == Some(&json!(1))
+    {
+        return Decoded::Heartbeat;
     }
     if !window.allow() {
         let request_id = match value.get("requestId") {

@@ -1,0 +1,352 @@
+//! Configuration: defaults, then a TOML file, then `TOLLGATE_*` environment variables, then command-line
+//! flags (each later source overrides the earlier ones). Everything is validated before the server
+//! binds its port; the binary exits with code 64 on a bad configuration.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Parser;
+use serde::Deserialize;
+
+/// Command-line flags. Each one also reads its environment variable; the flag wins over it.
+#[derive(Debug, Clone, Default, Parser)]
+#[command(
+    name = "tollgate",
+    version,
+    about = "Tollgate: a Kuzzle-compatible API gateway"
+)]
+pub struct Cli {
+    /// TOML configuration file.
+    #[arg(long, env = "TOLLGATE_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Address and port to listen on (HTTP and WebSocket share it).
+    #[arg(long, env = "TOLLGATE_LISTEN", value_name = "ADDR:PORT")]
+    pub listen: Option<String>,
+    /// Directory of the embedded store (created if missing).
+    #[arg(long, env = "TOLLGATE_DATA_DIR", value_name = "PATH")]
+    pub data_dir: Option<PathBuf>,
+    /// Node id reported in every response (default: `knode-` and a random suffix).
+    #[arg(long, env = "TOLLGATE_NODE_ID")]
+    pub node_id: Option<String>,
+    /// Log format: `human` or `json`.
+    #[arg(long, env = "TOLLGATE_LOG_FORMAT")]
+    pub log_format: Option<String>,
+    /// Log filter, e.g. `info` or `tollgate=debug` (tracing-subscriber syntax).
+    #[arg(long, env = "TOLLGATE_LOG")]
+    pub log_level: Option<String>,
+}
+
+/// The whole configuration, as read from the TOML file.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerSection,
+    pub http: HttpSection,
+    pub websocket: WebSocketSection,
+    pub limits: LimitsSection,
+    pub log: LogSection,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSection {
+    /// `0.0.0.0:7512` by default.
+    pub listen: String,
+    /// `./data` by default.
+    pub data_dir: PathBuf,
+    /// Node id; generated when absent.
+    pub node_id: Option<String>,
+    /// Largest HTTP body or WebSocket message, in bytes (`server.maxRequestSize`).
+    pub max_request_size: usize,
+    /// Open connections at most; further connections wait in the listen backlog.
+    pub max_connections: usize,
+    /// Time in-flight requests get to finish on shutdown, in milliseconds.
+    pub shutdown_grace_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSection {
+    /// Compress responses for clients that accept gzip or deflate.
+    pub compression: bool,
+    /// Most `Content-Encoding` layers in a request (`http.maxEncodingLayers`).
+    pub max_encoding_layers: usize,
+    /// Largest request head, in bytes.
+    pub max_head_size: usize,
+    /// Time allowed to receive a request head, in milliseconds.
+    pub head_timeout_ms: u64,
+    /// Allowed `Origin` values; absent allows every origin.
+    pub allowed_origins: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebSocketSection {
+    /// Idle timeout in milliseconds (values below 1 s mean 60 s).
+    pub idle_timeout_ms: u64,
+    /// Outgoing messages waiting on one socket before it is closed (1011).
+    pub max_queued_messages: usize,
+    /// Requests of one socket running at once.
+    pub max_in_flight: usize,
+    /// Messages per second per socket; 0 disables the limit.
+    pub rate_limit: u32,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsSection {
+    pub concurrent_requests: usize,
+    pub requests_buffer_size: usize,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSection {
+    /// `human` or `json`.
+    pub format: String,
+    /// tracing-subscriber filter.
+    pub level: String,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        Self {
+            listen: "0.0.0.0:7512".to_owned(),
+            data_dir: PathBuf::from("./data"),
+            node_id: None,
+            max_request_size: 1024 * 1024,
+            max_connections: 65_536,
+            shutdown_grace_ms: 10_000,
+        }
+    }
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        Self {
+            compression: true,
+            max_encoding_layers: 3,
+            max_head_size: 64 * 1024,
+            head_timeout_ms: 30_000,
+            allowed_origins: None,
+        }
+    }
+}
+
+impl Default for WebSocketSection {
+    fn default() -> Self {
+        Self {
+            idle_timeout_ms: 60_000,
+            max_queued_messages: 50,
+            max_in_flight: 50,
+            rate_limit: 0,
+        }
+    }
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        Self {
+            concurrent_requests: 100,
+            requests_buffer_size: 50_000,
+        }
+    }
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        Self {
+            format: "human".to_owned(),
+            level: "info".to_owned(),
+        }
+    }
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid configuration file {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// The usable, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub config: Config,
+    pub listen: SocketAddr,
+}
+
+impl Config {
+    /// Loads the file named by `cli.config` (if any) and applies the CLI/environment overrides.
+    pub fn load(cli: &Cli) -> Result<Self, ConfigError> {
+        let mut config = match &cli.config {
+            Some(path) => Self::from_file(path)?,
+            None => Self::default(),
+        };
+        if let Some(listen) = &cli.listen {
+            config.server.listen.clone_from(listen);
+        }
+        if let Some(dir) = &cli.data_dir {
+            config.server.data_dir.clone_from(dir);
+        }
+        if let Some(node) = &cli.node_id {
+            config.server.node_id = Some(node.clone());
+        }
+        if let Some(format) = &cli.log_format {
+            config.log.format.clone_from(format);
+        }
+        if let Some(level) = &cli.log_level {
+            config.log.level.clone_from(level);
+        }
+        Ok(config)
+    }
+
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source,
+        })
+    }
+
+    pub fn from_toml(text: &str) -> Result<Self, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    /// Checks every value; returns the parsed listen address with the configuration.
+    pub fn validate(self) -> Result<Settings, ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        let listen: SocketAddr = match self.server.listen.parse() {
+            Ok(addr) => addr,
+            Err(_) => {
+                return bad(format!(
+                    "server.listen: {:?} is not an ADDR:PORT",
+                    self.server.listen
+                ));
+            }
+        };
+        const MAX_BODY: usize = 64 * 1024 * 1024;
+        if !(1..=MAX_BODY).contains(&self.server.max_request_size) {
+            return bad(format!(
+                "server.max_request_size must be between 1 and {MAX_BODY}"
+            ));
+        }
+        if self.server.max_connections == 0 {
+            return bad("server.max_connections must be at least 1".into());
+        }
+        if let Some(node) = &self.server.node_id
+            && (node.is_empty() || node.len() > 128 || !node.bytes().all(|b| b.is_ascii_graphic()))
+        {
+            return bad("server.node_id must be 1 to 128 visible ASCII characters".into());
+        }
+        if self.server.data_dir.as_os_str().is_empty() {
+            return bad("server.data_dir must not be empty".into());
+        }
+        if self.http.max_encoding_layers == 0 || self.http.max_encoding_layers > 16 {
+            return bad("http.max_encoding_layers must be between 1 and 16".into());
+        }
+        if !(1024..=1024 * 1024).contains(&self.http.max_head_size) {
+            return bad("http.max_head_size must be between 1024 and 1048576".into());
+        }
+        if self.http.head_timeout_ms == 0 {
+            return bad("http.head_timeout_ms must be positive".into());
+        }
+        if self.websocket.max_queued_messages == 0 || self.websocket.max_in_flight == 0 {
+            return bad(
+                "websocket.max_queued_messages and websocket.max_in_flight must be at least 1"
+                    .into(),
+            );
+        }
+        if self.limits.concurrent_requests == 0 {
+            return bad("limits.concurrent_requests must be at least 1".into());
+        }
+        if !matches!(self.log.format.as_str(), "human" | "json") {
+            return bad(format!(
+                "log.format must be \"human\" or \"json\", not {:?}",
+                self.log.format
+            ));
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            return bad(format!(
+                "log.level: {:?} is not a valid filter",
+                self.log.level
+            ));
+        }
+        Ok(Settings {
+            config: self,
+            listen,
+        })
+    }
+
+    /// The WebSocket idle timeout, with Kuzzle's rule that values below one second mean 60 s.
+    pub fn idle_timeout(&self) -> Duration {
+        match self.websocket.idle_timeout_ms {
+            ms if ms < 1000 => Duration::from_secs(60),
+            ms => Duration::from_millis(ms),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let c = Config::default();
+        assert_eq!(c.server.listen, "0.0.0.0:7512");
+        assert_eq!(c.server.data_dir, PathBuf::from("./data"));
+        assert_eq!(c.server.max_request_size, 1_048_576);
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn file_then_env_then_flags() {
+        let c = Config::from_toml(
+            "[server]\nlisten = \"127.0.0.1:1\"\n[websocket]\nidle_timeout_ms = 500\n",
+        );
+        let c = c.unwrap_or_default();
+        assert_eq!(c.server.listen, "127.0.0.1:1");
+        assert_eq!(c.idle_timeout(), Duration::from_secs(60));
+        let cli = Cli::try_parse_from([
+            "tollgate",
+            "--listen",
+            "127.0.0.1:2",
+            "--data-dir",
+            "/tmp/x",
+        ]);
+        let cli = cli.unwrap_or_default();
+        let merged = Config::load(&cli).unwrap_or_default();
+        assert_eq!(merged.server.listen, "127.0.0.1:2");
+        assert_eq!(merged.server.data_dir, PathBuf::from("/tmp/x"));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        assert!(Config::from_toml("[server]\nlisten_addr = \"x\"\n").is_err());
+        for toml in [
+            "[server]\nlisten = \"nope\"",
+            "[server]\nmax_request_size = 0",
+            "[log]\nformat = \"xml\"",
+            "[limits]\nconcurrent_requests = 0",
+            "[server]\nnode_id = \"a b\"",
+        ] {
+            let c = Config::from_toml(toml).unwrap_or_default();
+            assert!(c.validate().is_err(), "{toml}");
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! The `server` controller: `now`, `info`, `healthCheck`, `publicApi` (`routes.md` §1).
+
+use std::sync::{Arc, OnceLock};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use serde_json::{Map, Value, json};
+use tollgate_core::{ActionDef, Context, Controller, route};
+use tollgate_protocol::errors::CORE_FATAL_SERVICE_UNAVAILABLE;
+use tollgate_protocol::{KuzzleError, Request};
+
+/// The Kuzzle API level Tollgate implements.
+pub const KUZZLE_API_VERSION: &str = "2.56.0";
+
+/// A service whose health `server:healthCheck` reports (e.g. `storageEngine`).
+#[async_trait]
+pub trait HealthProbe: Send + Sync + 'static {
+    /// The service name as reported, e.g. `storageEngine`.
+    fn name(&self) -> &'static str;
+    /// `Ok` when the service answers; `Err(reason)` otherwise.
+    async fn check(&self) -> Result<(), String>;
+    /// What `server:info` reports under `services.<name>`.
+    fn info(&self) -> Value;
+}
+
+pub struct ServerController {
+    node: Arc<str>,
+    started: Instant,
+    /// Filled once the router is complete (the table lists this controller too).
+    routes: Arc<OnceLock<Value>>,
+    probes: Vec<Arc<dyn HealthProbe>>,
+}
+
+impl ServerController {
+    pub fn new(
+        node: Arc<str>,
+        routes: Arc<OnceLock<Value>>,
+        probes: Vec<Arc<dyn HealthProbe>>,
+    ) -> Self {
+        Self {
+            node,
+            started: Instant::now(),
+            routes,
+            probes,
+        }
+    }
+
+    fn route_table(&self) -> Value {
+        self.routes.get().cloned().unwrap_or_else(|| json!({}))
+    }
+
+    async fn health(&self, req: &Request) -> Result<Value, KuzzleError> {
+        let wanted = req.string_list("services")?;
+        let mut services = Map::new();
+        let mut failures = Vec::new();
+        for probe in &self.probes {
+            if wanted
+                .as_ref()
+                .is_some_and(|w| !w.iter().any(|n| n == probe.name()))
+            {
+                continue;
+            }
+            let state = match probe.check().await {
+                Ok(()) => "green",
+                Err(reason) => {
+                    failures.push(format!("{}: {reason}", probe.name()));
+                    "red"
+                }
+            };
+            services.insert(probe.name().to_owned(), json!(state));
+        }
+        if failures.is_empty() {
+            Ok(json!({"services": services, "status": "green"}))
+        } else {
+            // The envelope carries the error; the result is still reported by the front-end as null,
+            // so the details travel in the message.
+            Err(KuzzleError::new(
+                &CORE_FATAL_SERVICE_UNAVAILABLE,
+                vec![json!(failures.join(", "))],
+            ))
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// Resident set size of this process, in bytes (0 where unknown).
+pub fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map(|kb| kb * 1024)
+        .unwrap_or(0)
+}
+
+#[async_trait]
+impl Controller for ServerController {
+    fn name(&self) -> &'static str {
+        "server"
+    }
+
+    fn actions(&self) -> Vec<ActionDef> {
+        vec![
+            ActionDef::new("now", &[route("GET", "/_now")]),
+            ActionDef::new("info", &[route("GET", "/"), route("GET", "/_serverInfo")]),
+            ActionDef::new("healthCheck", &[route("GET", "/_healthCheck")]),
+            ActionDef::new("publicApi", &[route("GET", "/_publicApi")]),
+        ]
+    }
+
+    async fn call(
+        &self,
+        action: &str,
+        req: &Request,
+        _ctx: &Context,
+    ) -> Result<Value, KuzzleError> {
+        match action {
+            "now" => Ok(json!({ "now": now_ms() })),
+            "publicApi" => Ok(self.route_table()),
+            "healthCheck" => self.health(req).await,
+            "info" => {
+                let services: Map<String, Value> = self
+                    .probes
+                    .iter()
+                    .map(|p| (p.name().to_owned(), p.info()))
+                    .collect();
+                Ok(json!({"serverInfo": {
+                    "kuzzle": {
+                        "api": {"routes": self.route_table()},
+                        "application": {"name": "tollgate", "version": env!("CARGO_PKG_VERSION")},
+                        "memoryUsed": rss_bytes(),
+                        "nodeId": &*self.node,
+                        "plugins": {},
+                        "uptime": format!("{}s", self.started.elapsed().as_secs()),
+                        "version": KUZZLE_API_VERSION,
+                    },
+                    "services": services,
+                }}))
+            }
+            other => Err(KuzzleError::internal(format!(
+                "server:{other} is not routed here"
+            ))),
+        }
+    }
+}

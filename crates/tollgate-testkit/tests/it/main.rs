@@ -1,0 +1,5 @@
+//! End-to-end tests: a real server on 127.0.0.1:0, real sockets, exact bytes.
+
+mod http;
+mod lifecycle;
+mod ws;
