@@ -1,0 +1,372 @@
+//! Tollgate's store: versioned JSON documents addressed by (kind, id).
+//!
+//! - Every document has a version: 1 when created, +1 on every write.
+//! - Writes are atomic batches of [`Op`]s, each with an [`Expect`]ation (any, absent, present, exactly
+//!   version v): compare-and-swap, and checks on documents that are not written (a profile write checks
+//!   that its roles still exist in the same transaction).
+//! - Every committed change gets a store-wide sequence number and is published on a change feed, so each
+//!   node can keep caches current from the store rather than from its own writes: callers never assume
+//!   they are the only writer.
+//!
+//! Backends: [`sqlite::SqliteStore`] (embedded, durable, the default) and [`memory::MemoryStore`]
+//! (tests and benchmarks of the protocol path).
+
+pub mod memory;
+pub mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+/// The kind of a document (`role`, `profile`, `user`, …): a namespace for ids.
+pub type Kind = &'static str;
+
+/// A stored document.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Doc {
+    pub id: String,
+    pub version: u64,
+    pub body: Value,
+}
+
+/// What the current state of a document must be for an operation to apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// Whatever the state.
+    Any,
+    /// The document must not exist.
+    Absent,
+    /// The document must exist, at any version.
+    Present,
+    /// The document must exist at exactly this version.
+    Version(u64),
+}
+
+impl Expect {
+    /// Whether a document at `current` (None = absent) meets the expectation.
+    pub fn holds(self, current: Option<u64>) -> bool {
+        match (self, current) {
+            (Expect::Any, _) => true,
+            (Expect::Absent, None) => true,
+            (Expect::Absent, Some(_)) => false,
+            (Expect::Present, current) => current.is_some(),
+            (Expect::Version(v), Some(c)) => v == c,
+            (Expect::Version(_), None) => false,
+        }
+    }
+}
+
+/// One operation of an atomic batch.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    /// Create or replace a document; its version becomes the previous one + 1 (or 1).
+    Put {
+        kind: Kind,
+        id: String,
+        body: Value,
+        expect: Expect,
+    },
+    /// Delete a document (no change when it is absent and `expect` allows it).
+    Delete {
+        kind: Kind,
+        id: String,
+        expect: Expect,
+    },
+    /// Write nothing; only check the expectation.
+    Check {
+        kind: Kind,
+        id: String,
+        expect: Expect,
+    },
+    /// Fail unless no document of `kind` changed after sequence number `since`.
+    KindUnchanged { kind: Kind, since: u64 },
+}
+
+/// The result of a committed batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Committed {
+    /// Sequence number of the last change of the batch (the store's sequence if it changed nothing).
+    pub seq: u64,
+    /// For each op: the new version of a written document, `None` for other ops.
+    pub versions: Vec<Option<u64>>,
+}
+
+/// A store failure.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum StoreError {
+    /// Op number `index` of the batch did not meet its expectation; nothing was written.
+    #[error("conflict on operation {index} of the batch")]
+    Conflict { index: usize },
+    /// The store cannot be reached or the write could not be made durable.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// Stored data could not be read back (e.g. invalid JSON).
+    #[error("storage corrupted: {0}")]
+    Corrupt(String),
+}
+
+/// One committed change, as published on the feed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    pub seq: u64,
+    pub kind: String,
+    pub id: String,
+    /// The document after the change; `None` when it was deleted.
+    pub doc: Option<Doc>,
+}
+
+/// A consistent view of every document of some kinds, as of sequence number `seq`.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub seq: u64,
+    pub docs: Vec<(String, Doc)>,
+}
+
+/// A page of a listing.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Page {
+    pub docs: Vec<Doc>,
+    /// Every match, before `from`/`size`.
+    pub total: u64,
+}
+
+/// What `server:info` reports about the engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineInfo {
+    /// `sqlite`, `memory` or `postgresql`.
+    pub kind: &'static str,
+    pub version: String,
+}
+
+/// What a feed subscriber receives.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FeedEvent {
+    Change(Arc<Change>),
+    /// Continuity was lost (the subscriber fell behind, or changes were missed): reload from a
+    /// snapshot and subscribe again.
+    Resync,
+}
+
+/// A subscription to the change feed, continuous from a sequence number.
+#[derive(Debug)]
+pub struct Feed {
+    rx: broadcast::Receiver<Arc<Change>>,
+    last: u64,
+}
+
+impl Feed {
+    /// Follows `rx`, delivering changes after `after`.
+    pub fn new(rx: broadcast::Receiver<Arc<Change>>, after: u64) -> Self {
+        Self { rx, last: after }
+    }
+
+    /// The next change after the last one delivered; [`FeedEvent::Resync`] on a gap; `None` when the
+    /// store is gone.
+    pub async fn next(&mut self) -> Option<FeedEvent> {
+        loop {
+            match self.rx.recv().await {
+                Ok(change) if change.seq <= self.last => continue,
+                Ok(change) if change.seq == self.last + 1 => {
+                    self.last = change.seq;
+                    return Some(FeedEvent::Change(change));
+                }
+                Ok(change) => {
+                    self.last = change.seq;
+                    return Some(FeedEvent::Resync);
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => return Some(FeedEvent::Resync),
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+}
+
+/// The store. Backends are used as `Arc<dyn Store>`.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    async fn get(&self, kind: Kind, id: &str) -> Result<Option<Doc>, StoreError>;
+    /// One entry per id, in order.
+    async fn mget(&self, kind: Kind, ids: &[String]) -> Result<Vec<Option<Doc>>, StoreError>;
+    /// Documents of `kind` whose id starts with `prefix`, sorted by id (byte order), sliced by
+    /// `from`/`size` (`size` None = all).
+    async fn list(
+        &self,
+        kind: Kind,
+        prefix: &str,
+        from: u64,
+        size: Option<u64>,
+    ) -> Result<Page, StoreError>;
+    /// Applies the batch atomically: all ops, or none.
+    async fn commit(&self, ops: Vec<Op>) -> Result<Committed, StoreError>;
+    /// Every document of `kinds` and the sequence number they are current as of.
+    async fn snapshot(&self, kinds: &[Kind]) -> Result<Snapshot, StoreError>;
+    /// Subscribes to changes committed after `after`. Subscribe *before* taking the snapshot whose
+    /// `seq` is passed here, so nothing falls between the two.
+    fn subscribe(&self, after: u64) -> Feed;
+    /// Whether the store answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+    fn engine(&self) -> EngineInfo;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expectations() {
+        assert!(Expect::Any.holds(None) && Expect::Any.holds(Some(3)));
+        assert!(Expect::Absent.holds(None) && !Expect::Absent.holds(Some(1)));
+        assert!(Expect::Present.holds(Some(1)) && !Expect::Present.holds(None));
+        assert!(Expect::Version(2).holds(Some(2)));
+        assert!(!Expect::Version(2).holds(Some(3)) && !Expect::Version(2).holds(None));
+    }
+}
+
+/// Behaviour every backend must have; run by each backend's tests.
+#[cfg(test)]
+pub(crate) mod contract {
+    use super::*;
+    use serde_json::json;
+
+    fn put(kind: Kind, id: &str, body: Value, expect: Expect) -> Op {
+        Op::Put {
+            kind,
+            id: id.to_owned(),
+            body,
+            expect,
+        }
+    }
+
+    pub async fn versions_and_cas(store: &dyn Store) {
+        let c = store
+            .commit(vec![put("profile", "p", json!({"a":1}), Expect::Absent)])
+            .await;
+        assert_eq!(c.map(|c| c.versions), Ok(vec![Some(1)]));
+        let again = store
+            .commit(vec![put("profile", "p", json!({}), Expect::Absent)])
+            .await;
+        assert_eq!(again, Err(StoreError::Conflict { index: 0 }));
+        let c = store
+            .commit(vec![put(
+                "profile",
+                "p",
+                json!({"b":2,"a":1}),
+                Expect::Version(1),
+            )])
+            .await;
+        assert_eq!(c.map(|c| c.versions), Ok(vec![Some(2)]));
+        let stale = store
+            .commit(vec![put("profile", "p", json!({}), Expect::Version(1))])
+            .await;
+        assert_eq!(stale, Err(StoreError::Conflict { index: 0 }));
+        let doc = store.get("profile", "p").await.ok().flatten();
+        // Key order is preserved.
+        assert_eq!(
+            doc.map(|d| (d.version, d.body.to_string())),
+            Some((2, r#"{"b":2,"a":1}"#.to_owned()))
+        );
+        assert_eq!(store.get("role", "p").await, Ok(None));
+    }
+
+    pub async fn batches_are_atomic(store: &dyn Store) {
+        let ok = store
+            .commit(vec![
+                put("role", "r1", json!({}), Expect::Absent),
+                put("role", "r2", json!({}), Expect::Absent),
+            ])
+            .await;
+        assert!(ok.is_ok());
+        let failed = store
+            .commit(vec![
+                put("role", "r3", json!({}), Expect::Absent),
+                Op::Check {
+                    kind: "role",
+                    id: "ghost".into(),
+                    expect: Expect::Present,
+                },
+            ])
+            .await;
+        assert_eq!(failed, Err(StoreError::Conflict { index: 1 }));
+        assert_eq!(store.get("role", "r3").await, Ok(None));
+        let del = store
+            .commit(vec![Op::Delete {
+                kind: "role",
+                id: "r1".into(),
+                expect: Expect::Present,
+            }])
+            .await;
+        assert!(del.is_ok());
+        let got = store
+            .mget("role", &["r1".into(), "r2".into()])
+            .await
+            .unwrap_or_default();
+        assert_eq!(
+            got.iter().map(Option::is_some).collect::<Vec<_>>(),
+            vec![false, true]
+        );
+    }
+
+    pub async fn kind_guard(store: &dyn Store) {
+        let base = store.snapshot(&["user"]).await.map(|s| s.seq).unwrap_or(0);
+        let guard = Op::KindUnchanged {
+            kind: "user",
+            since: base,
+        };
+        assert!(store.commit(vec![guard.clone()]).await.is_ok());
+        assert!(
+            store
+                .commit(vec![put("user", "u", json!({}), Expect::Any)])
+                .await
+                .is_ok()
+        );
+        assert_eq!(
+            store.commit(vec![guard]).await,
+            Err(StoreError::Conflict { index: 0 })
+        );
+    }
+
+    pub async fn listing_and_feed(store: &dyn Store) {
+        let snap = store.snapshot(&["index"]).await.unwrap_or_default();
+        let mut feed = store.subscribe(snap.seq);
+        for id in ["b", "a", "c", "ab"] {
+            assert!(
+                store
+                    .commit(vec![put("index", id, json!({"n": id}), Expect::Any)])
+                    .await
+                    .is_ok()
+            );
+        }
+        let page = store
+            .list("index", "", 1, Some(2))
+            .await
+            .unwrap_or_default();
+        assert_eq!(page.total, 4);
+        assert_eq!(
+            page.docs.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
+            vec!["ab", "b"]
+        );
+        let page = store.list("index", "a", 0, None).await.unwrap_or_default();
+        assert_eq!(
+            page.docs.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
+            vec!["a", "ab"]
+        );
+        let mut ids = Vec::new();
+        let mut last = snap.seq;
+        for _ in 0..4 {
+            match feed.next().await {
+                Some(FeedEvent::Change(c)) => {
+                    assert_eq!(c.seq, last + 1);
+                    last = c.seq;
+                    ids.push(c.id.clone());
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(ids, vec!["b", "a", "c", "ab"]);
+        let snap = store.snapshot(&["index"]).await.unwrap_or_default();
+        assert_eq!(snap.seq, last);
+        assert_eq!(snap.docs.len(), 4);
+    }
+}

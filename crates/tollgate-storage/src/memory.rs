@@ -1,0 +1,235 @@
+//! An in-memory backend: the same semantics as SQLite, without durability. For tests and for
+//! benchmarking the protocol path apart from the disk.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use tokio::sync::broadcast;
+
+use crate::{
+    Change, Committed, Doc, EngineInfo, Feed, Kind, Op, Page, Snapshot, Store, StoreError,
+};
+
+#[derive(Default)]
+struct State {
+    docs: BTreeMap<(String, String), (u64, serde_json::Value)>,
+    kind_seq: HashMap<String, u64>,
+    seq: u64,
+}
+
+/// The in-memory store.
+pub struct MemoryStore {
+    state: Mutex<State>,
+    feed: broadcast::Sender<Arc<Change>>,
+}
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MemoryStore")
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self {
+            state: Mutex::new(State::default()),
+            feed: broadcast::channel(crate::sqlite::FEED_CAPACITY).0,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave a half-applied batch (batches are checked
+        // before anything is written), so a poisoned lock is still consistent.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn key(kind: &str, id: &str) -> (String, String) {
+    (kind.to_owned(), id.to_owned())
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn get(&self, kind: Kind, id: &str) -> Result<Option<Doc>, StoreError> {
+        let state = self.lock();
+        Ok(state.docs.get(&key(kind, id)).map(|(v, body)| Doc {
+            id: id.to_owned(),
+            version: *v,
+            body: body.clone(),
+        }))
+    }
+
+    async fn mget(&self, kind: Kind, ids: &[String]) -> Result<Vec<Option<Doc>>, StoreError> {
+        let state = self.lock();
+        Ok(ids
+            .iter()
+            .map(|id| {
+                state.docs.get(&key(kind, id)).map(|(v, body)| Doc {
+                    id: id.clone(),
+                    version: *v,
+                    body: body.clone(),
+                })
+            })
+            .collect())
+    }
+
+    async fn list(
+        &self,
+        kind: Kind,
+        prefix: &str,
+        from: u64,
+        size: Option<u64>,
+    ) -> Result<Page, StoreError> {
+        let state = self.lock();
+        let matches: Vec<Doc> = state
+            .docs
+            .range(key(kind, prefix)..)
+            .take_while(|((k, id), _)| k == kind && id.starts_with(prefix))
+            .map(|((_, id), (v, body))| Doc {
+                id: id.clone(),
+                version: *v,
+                body: body.clone(),
+            })
+            .collect();
+        let total = matches.len() as u64;
+        let from = usize::try_from(from).unwrap_or(usize::MAX);
+        let size = size.map_or(usize::MAX, |s| usize::try_from(s).unwrap_or(usize::MAX));
+        Ok(Page {
+            docs: matches.into_iter().skip(from).take(size).collect(),
+            total,
+        })
+    }
+
+    async fn commit(&self, ops: Vec<Op>) -> Result<Committed, StoreError> {
+        let mut state = self.lock();
+        // Check every expectation first: nothing is written unless all hold.
+        for (index, op) in ops.iter().enumerate() {
+            let ok = match op {
+                Op::Put {
+                    kind, id, expect, ..
+                }
+                | Op::Delete { kind, id, expect }
+                | Op::Check { kind, id, expect } => {
+                    expect.holds(state.docs.get(&key(kind, id)).map(|(v, _)| *v))
+                }
+                Op::KindUnchanged { kind, since } => {
+                    state.kind_seq.get(*kind).copied().unwrap_or(0) <= *since
+                }
+            };
+            if !ok {
+                return Err(StoreError::Conflict { index });
+            }
+        }
+        // Ops of one batch may touch the same document: apply in order.
+        let mut versions = Vec::with_capacity(ops.len());
+        let mut changes = Vec::new();
+        for op in ops {
+            match op {
+                Op::Put { kind, id, body, .. } => {
+                    let k = key(kind, &id);
+                    let version = state.docs.get(&k).map_or(1, |(v, _)| v + 1);
+                    state.docs.insert(k, (version, body.clone()));
+                    state.seq += 1;
+                    let seq = state.seq;
+                    state.kind_seq.insert(kind.to_owned(), seq);
+                    versions.push(Some(version));
+                    changes.push(Change {
+                        seq,
+                        kind: kind.to_owned(),
+                        id: id.clone(),
+                        doc: Some(Doc { id, version, body }),
+                    });
+                }
+                Op::Delete { kind, id, .. } => {
+                    versions.push(None);
+                    if state.docs.remove(&key(kind, &id)).is_some() {
+                        state.seq += 1;
+                        let seq = state.seq;
+                        state.kind_seq.insert(kind.to_owned(), seq);
+                        changes.push(Change {
+                            seq,
+                            kind: kind.to_owned(),
+                            id,
+                            doc: None,
+                        });
+                    }
+                }
+                Op::Check { .. } | Op::KindUnchanged { .. } => versions.push(None),
+            }
+        }
+        let seq = state.seq;
+        // Publish while holding the lock so subscribers see changes in sequence order.
+        for change in changes {
+            let _ = self.feed.send(Arc::new(change));
+        }
+        Ok(Committed { seq, versions })
+    }
+
+    async fn snapshot(&self, kinds: &[Kind]) -> Result<Snapshot, StoreError> {
+        let state = self.lock();
+        let docs = state
+            .docs
+            .iter()
+            .filter(|((k, _), _)| kinds.contains(&k.as_str()))
+            .map(|((k, id), (v, body))| {
+                (
+                    k.clone(),
+                    Doc {
+                        id: id.clone(),
+                        version: *v,
+                        body: body.clone(),
+                    },
+                )
+            })
+            .collect();
+        Ok(Snapshot {
+            seq: state.seq,
+            docs,
+        })
+    }
+
+    fn subscribe(&self, after: u64) -> Feed {
+        Feed::new(self.feed.subscribe(), after)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn engine(&self) -> EngineInfo {
+        EngineInfo {
+            kind: "memory",
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::contract;
+
+    #[tokio::test]
+    async fn memory_versions_and_cas() {
+        contract::versions_and_cas(&MemoryStore::new()).await;
+    }
+    #[tokio::test]
+    async fn memory_batches_are_atomic() {
+        contract::batches_are_atomic(&MemoryStore::new()).await;
+    }
+    #[tokio::test]
+    async fn memory_kind_guard() {
+        contract::kind_guard(&MemoryStore::new()).await;
+    }
+    #[tokio::test]
+    async fn memory_listing_and_feed() {
+        contract::listing_and_feed(&MemoryStore::new()).await;
+    }
+}

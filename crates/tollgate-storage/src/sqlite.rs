@@ -1,0 +1,619 @@
+//! The embedded SQLite backend (WAL, `synchronous=FULL`).
+//!
+//! One writer thread owns the write connection. Batches submitted while it is busy are **grouped**: the
+//! next transaction applies every waiting batch, each inside its own savepoint (so one batch's conflict
+//! does not affect the others), and commits them with a single fsync. Reads use a small pool of
+//! separate connections (WAL lets them run beside the writer) on tokio's blocking threads.
+//!
+//! Expectations of a batch are evaluated against the state before the batch; then its ops are applied.
+//! Schema migrations are versioned with `PRAGMA user_version`.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use serde_json::Value;
+use tokio::sync::{broadcast, oneshot};
+
+use crate::{
+    Change, Committed, Doc, EngineInfo, Feed, Kind, Op, Page, Snapshot, Store, StoreError,
+};
+
+/// Changes a slow feed subscriber may fall behind before it is told to resync.
+pub const FEED_CAPACITY: usize = 4096;
+/// Batches grouped into one transaction at most.
+const MAX_GROUP: usize = 256;
+/// Read connections.
+const READERS: usize = 4;
+/// The change log keeps at least this many entries (older ones are pruned).
+const CHANGE_LOG_KEEP: u64 = 100_000;
+
+/// Ordered schema migrations; `PRAGMA user_version` is the number applied.
+const MIGRATIONS: &[&str] = &[
+    // 1: documents, the change log, the last change of each kind.
+    "CREATE TABLE docs (
+        kind TEXT NOT NULL,
+        id TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        body TEXT NOT NULL,
+        PRIMARY KEY (kind, id)
+     ) WITHOUT ROWID;
+     CREATE TABLE changes (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind TEXT NOT NULL,
+        id TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        deleted INTEGER NOT NULL
+     );
+     CREATE TABLE kind_seq (kind TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID;",
+];
+
+/// How durable commits are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// `synchronous=FULL`: a commit is on disk when it returns (the default).
+    Full,
+    /// `synchronous=OFF`: no fsync (benchmarks of the protocol path only).
+    Off,
+}
+
+struct Job {
+    ops: Vec<Op>,
+    reply: oneshot::Sender<Result<Committed, StoreError>>,
+}
+
+/// The SQLite store.
+pub struct SqliteStore {
+    writer: mpsc::Sender<Job>,
+    readers: Arc<Vec<Mutex<Connection>>>,
+    next_reader: AtomicUsize,
+    feed: broadcast::Sender<Arc<Change>>,
+    version: String,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("version", &self.version)
+            .finish()
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+fn open(path: &Path, durability: Durability) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(unavailable)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(unavailable)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(unavailable)?;
+    let sync = match durability {
+        Durability::Full => "FULL",
+        Durability::Off => "OFF",
+    };
+    conn.pragma_update(None, "synchronous", sync)
+        .map_err(unavailable)?;
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(unavailable)?;
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let applied: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(unavailable)?;
+    let applied = usize::try_from(applied).unwrap_or(usize::MAX);
+    if applied > MIGRATIONS.len() {
+        return Err(StoreError::Unavailable(format!(
+            "the data directory was written by a newer version (schema {applied}, this binary knows {})",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
+        let tx = conn.transaction().map_err(unavailable)?;
+        tx.execute_batch(sql).map_err(unavailable)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)
+            .map_err(unavailable)?;
+        tx.commit().map_err(unavailable)?;
+        tracing::info!(schema = i + 1, "storage migration applied");
+    }
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Opens (or creates) the store file `tollgate.db` in `dir`.
+    pub fn open(dir: &Path, durability: Durability) -> Result<Self, StoreError> {
+        let path = dir.join("tollgate.db");
+        let mut conn = open(&path, durability)?;
+        migrate(&mut conn)?;
+        let version = rusqlite::version().to_owned();
+        let readers = (0..READERS)
+            .map(|_| open(&path, durability).map(Mutex::new))
+            .collect::<Result<Vec<_>, _>>()?;
+        let (feed, _) = broadcast::channel(FEED_CAPACITY);
+        let (writer, jobs) = mpsc::channel();
+        let publish = feed.clone();
+        std::thread::Builder::new()
+            .name("tollgate-sqlite-writer".into())
+            .spawn(move || write_loop(conn, jobs, publish))
+            .map_err(unavailable)?;
+        Ok(Self {
+            writer,
+            readers: Arc::new(readers),
+            next_reader: AtomicUsize::new(0),
+            feed,
+            version,
+        })
+    }
+
+    /// Runs a read on one of the pooled connections, on a blocking thread.
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let i = self.next_reader.fetch_add(1, Ordering::Relaxed) % self.readers.len();
+        let readers = Arc::clone(&self.readers);
+        tokio::task::spawn_blocking(move || {
+            // A panic while holding a connection leaves no half-done write (readers never write).
+            let conn = readers[i].lock().unwrap_or_else(|p| p.into_inner());
+            f(&conn)
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("read task failed: {e}")))?
+    }
+}
+
+fn parse_body(text: &str) -> Result<Value, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn current_version(tx: &Connection, kind: &str, id: &str) -> Result<Option<u64>, StoreError> {
+    tx.query_row(
+        "SELECT version FROM docs WHERE kind = ?1 AND id = ?2",
+        params![kind, id],
+        |r| r.get::<_, i64>(0),
+    )
+    .optional()
+    .map_err(unavailable)
+    .map(|v| v.map(|v| u64::try_from(v).unwrap_or(0)))
+}
+
+fn last_seq(conn: &Connection) -> Result<u64, StoreError> {
+    let seq: Option<i64> = conn
+        .query_row(
+            "SELECT seq FROM sqlite_sequence WHERE name = 'changes'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(unavailable)?;
+    Ok(seq.map_or(0, |s| u64::try_from(s).unwrap_or(0)))
+}
+
+/// Applies one batch inside the current transaction. Returns the result and the changes to publish.
+fn apply(tx: &Connection, ops: &[Op]) -> Result<(Committed, Vec<Change>), StoreError> {
+    for (index, op) in ops.iter().enumerate() {
+        let ok = match op {
+            Op::Put {
+                kind, id, expect, ..
+            }
+            | Op::Delete { kind, id, expect }
+            | Op::Check { kind, id, expect } => expect.holds(current_version(tx, kind, id)?),
+            Op::KindUnchanged { kind, since } => {
+                let seq: Option<i64> = tx
+                    .query_row(
+                        "SELECT seq FROM kind_seq WHERE kind = ?1",
+                        params![kind],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(unavailable)?;
+                seq.map_or(0, |s| u64::try_from(s).unwrap_or(0)) <= *since
+            }
+        };
+        if !ok {
+            return Err(StoreError::Conflict { index });
+        }
+    }
+    let mut versions = Vec::with_capacity(ops.len());
+    let mut changes = Vec::new();
+    for op in ops {
+        match op {
+            Op::Put { kind, id, body, .. } => {
+                let version = current_version(tx, kind, id)?.map_or(1, |v| v + 1);
+                let text = body.to_string();
+                tx.execute(
+                    "INSERT INTO docs (kind, id, version, body) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (kind, id) DO UPDATE SET version = excluded.version, body = excluded.body",
+                    params![kind, id, version as i64, text],
+                )
+                .map_err(unavailable)?;
+                let seq = log_change(tx, kind, id, version, false)?;
+                versions.push(Some(version));
+                changes.push(Change {
+                    seq,
+                    kind: (*kind).to_owned(),
+                    id: id.clone(),
+                    doc: Some(Doc {
+                        id: id.clone(),
+                        version,
+                        body: body.clone(),
+                    }),
+                });
+            }
+            Op::Delete { kind, id, .. } => {
+                versions.push(None);
+                if let Some(version) = current_version(tx, kind, id)? {
+                    tx.execute(
+                        "DELETE FROM docs WHERE kind = ?1 AND id = ?2",
+                        params![kind, id],
+                    )
+                    .map_err(unavailable)?;
+                    let seq = log_change(tx, kind, id, version, true)?;
+                    changes.push(Change {
+                        seq,
+                        kind: (*kind).to_owned(),
+                        id: id.clone(),
+                        doc: None,
+                    });
+                }
+            }
+            Op::Check { .. } | Op::KindUnchanged { .. } => versions.push(None),
+        }
+    }
+    let seq = match changes.last() {
+        Some(c) => c.seq,
+        None => last_seq(tx)?,
+    };
+    Ok((Committed { seq, versions }, changes))
+}
+
+fn log_change(
+    tx: &Connection,
+    kind: &str,
+    id: &str,
+    version: u64,
+    deleted: bool,
+) -> Result<u64, StoreError> {
+    tx.execute(
+        "INSERT INTO changes (kind, id, version, deleted) VALUES (?1, ?2, ?3, ?4)",
+        params![kind, id, version as i64, deleted],
+    )
+    .map_err(unavailable)?;
+    let seq = u64::try_from(tx.last_insert_rowid()).unwrap_or(0);
+    tx.execute(
+        "INSERT INTO kind_seq (kind, seq) VALUES (?1, ?2) ON CONFLICT (kind) DO UPDATE SET seq = excluded.seq",
+        params![kind, seq as i64],
+    )
+    .map_err(unavailable)?;
+    Ok(seq)
+}
+
+fn write_loop(
+    mut conn: Connection,
+    jobs: mpsc::Receiver<Job>,
+    feed: broadcast::Sender<Arc<Change>>,
+) {
+    let mut commits: u64 = 0;
+    while let Ok(first) = jobs.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match jobs.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        let outcome = commit_group(&mut conn, &group);
+        match outcome {
+            Ok(results) => {
+                for (job, (result, changes)) in group.into_iter().zip(results) {
+                    for change in changes {
+                        let _ = feed.send(Arc::new(change));
+                    }
+                    let _ = job.reply.send(result);
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, "storage commit failed");
+                for job in group {
+                    let _ = job.reply.send(Err(error.clone()));
+                }
+            }
+        }
+        commits += 1;
+        if commits % 1000 == 0 {
+            prune(&conn);
+        }
+    }
+}
+
+type JobResult = (Result<Committed, StoreError>, Vec<Change>);
+
+fn commit_group(conn: &mut Connection, group: &[Job]) -> Result<Vec<JobResult>, StoreError> {
+    let mut tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(unavailable)?;
+    let mut results = Vec::with_capacity(group.len());
+    for job in group {
+        let sp = tx.savepoint().map_err(unavailable)?;
+        match apply(&sp, &job.ops) {
+            Ok((committed, changes)) => {
+                sp.commit().map_err(unavailable)?;
+                results.push((Ok(committed), changes));
+            }
+            Err(e @ StoreError::Conflict { .. }) => {
+                drop(sp); // rolls back this batch only
+                results.push((Err(e), Vec::new()));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    tx.set_drop_behavior(rusqlite::DropBehavior::Commit);
+    tx.commit().map_err(unavailable)?;
+    Ok(results)
+}
+
+fn prune(conn: &Connection) {
+    let sql = "DELETE FROM changes WHERE seq <= (SELECT MAX(seq) FROM changes) - ?1";
+    if let Err(error) = conn.execute(sql, params![CHANGE_LOG_KEEP as i64]) {
+        tracing::warn!(%error, "change log pruning failed");
+    }
+}
+
+fn row_doc(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, i64, String)> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+}
+
+fn to_doc((id, version, body): (String, i64, String)) -> Result<Doc, StoreError> {
+    Ok(Doc {
+        id,
+        version: u64::try_from(version).unwrap_or(0),
+        body: parse_body(&body)?,
+    })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn get(&self, kind: Kind, id: &str) -> Result<Option<Doc>, StoreError> {
+        let id = id.to_owned();
+        self.read(move |c| {
+            let row = c
+                .query_row(
+                    "SELECT id, version, body FROM docs WHERE kind = ?1 AND id = ?2",
+                    params![kind, id],
+                    row_doc,
+                )
+                .optional()
+                .map_err(unavailable)?;
+            row.map(to_doc).transpose()
+        })
+        .await
+    }
+
+    async fn mget(&self, kind: Kind, ids: &[String]) -> Result<Vec<Option<Doc>>, StoreError> {
+        let ids = ids.to_vec();
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached("SELECT id, version, body FROM docs WHERE kind = ?1 AND id = ?2")
+                .map_err(unavailable)?;
+            ids.iter()
+                .map(|id| {
+                    stmt.query_row(params![kind, id], row_doc)
+                        .optional()
+                        .map_err(unavailable)?
+                        .map(to_doc)
+                        .transpose()
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn list(
+        &self,
+        kind: Kind,
+        prefix: &str,
+        from: u64,
+        size: Option<u64>,
+    ) -> Result<Page, StoreError> {
+        let prefix = prefix.to_owned();
+        self.read(move |c| {
+            // `substr(id, 1, n) = prefix` compares bytes exactly (no LIKE wildcards or case folding).
+            let plen = prefix.chars().count() as i64;
+            let total: i64 = c
+                .query_row(
+                    "SELECT COUNT(*) FROM docs WHERE kind = ?1 AND substr(id, 1, ?2) = ?3",
+                    params![kind, plen, prefix],
+                    |r| r.get(0),
+                )
+                .map_err(unavailable)?;
+            let limit = size.map_or(-1, |s| i64::try_from(s).unwrap_or(i64::MAX));
+            let offset = i64::try_from(from).unwrap_or(i64::MAX);
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT id, version, body FROM docs WHERE kind = ?1 AND substr(id, 1, ?2) = ?3
+                     ORDER BY CAST(id AS BLOB) LIMIT ?4 OFFSET ?5",
+                )
+                .map_err(unavailable)?;
+            let docs = stmt
+                .query_map(params![kind, plen, prefix, limit, offset], row_doc)
+                .map_err(unavailable)?
+                .map(|r| r.map_err(unavailable).and_then(to_doc))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Page {
+                docs,
+                total: u64::try_from(total).unwrap_or(0),
+            })
+        })
+        .await
+    }
+
+    async fn commit(&self, ops: Vec<Op>) -> Result<Committed, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.writer
+            .send(Job { ops, reply })
+            .map_err(|_| StoreError::Unavailable("the storage writer stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Unavailable("the storage writer stopped".into()))?
+    }
+
+    async fn snapshot(&self, kinds: &[Kind]) -> Result<Snapshot, StoreError> {
+        let kinds: Vec<String> = kinds.iter().map(|k| (*k).to_owned()).collect();
+        self.read(move |c| {
+            let tx = c.unchecked_transaction().map_err(unavailable)?;
+            let seq = last_seq(&tx)?;
+            let mut stmt = tx
+                .prepare_cached("SELECT id, version, body FROM docs WHERE kind = ?1 ORDER BY id")
+                .map_err(unavailable)?;
+            let mut docs = Vec::new();
+            for kind in &kinds {
+                let rows = stmt
+                    .query_map(params![kind], row_doc)
+                    .map_err(unavailable)?
+                    .map(|r| r.map_err(unavailable).and_then(to_doc))
+                    .collect::<Result<Vec<_>, _>>()?;
+                docs.extend(rows.into_iter().map(|d| (kind.clone(), d)));
+            }
+            drop(stmt);
+            tx.commit().map_err(unavailable)?;
+            Ok(Snapshot { seq, docs })
+        })
+        .await
+    }
+
+    fn subscribe(&self, after: u64) -> Feed {
+        Feed::new(self.feed.subscribe(), after)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.read(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(unavailable))
+            .await
+    }
+
+    fn engine(&self) -> EngineInfo {
+        EngineInfo {
+            kind: "sqlite",
+            version: self.version.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Expect, contract};
+    use serde_json::json;
+
+    fn store() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let store =
+            SqliteStore::open(dir.path(), Durability::Full).unwrap_or_else(|e| panic!("{e}"));
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn sqlite_versions_and_cas() {
+        contract::versions_and_cas(&store().1).await;
+    }
+    #[tokio::test]
+    async fn sqlite_batches_are_atomic() {
+        contract::batches_are_atomic(&store().1).await;
+    }
+    #[tokio::test]
+    async fn sqlite_kind_guard() {
+        contract::kind_guard(&store().1).await;
+    }
+    #[tokio::test]
+    async fn sqlite_listing_and_feed() {
+        contract::listing_and_feed(&store().1).await;
+    }
+
+    #[tokio::test]
+    async fn sqlite_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        {
+            let s =
+                SqliteStore::open(dir.path(), Durability::Full).unwrap_or_else(|e| panic!("{e}"));
+            for _ in 0..3 {
+                let op = Op::Put {
+                    kind: "profile",
+                    id: "p".into(),
+                    body: json!({"z":1,"a":2}),
+                    expect: Expect::Any,
+                };
+                assert!(s.commit(vec![op]).await.is_ok());
+            }
+        }
+        let s = SqliteStore::open(dir.path(), Durability::Full).unwrap_or_else(|e| panic!("{e}"));
+        let doc = s.get("profile", "p").await.ok().flatten();
+        assert_eq!(
+            doc.map(|d| (d.version, d.body.to_string())),
+            Some((3, r#"{"z":1,"a":2}"#.to_owned()))
+        );
+        assert_eq!(s.snapshot(&["profile"]).await.map(|s| s.seq).ok(), Some(3));
+    }
+
+    #[tokio::test]
+    async fn sqlite_groups_concurrent_batches_without_mixing_conflicts() {
+        let (_dir, s) = store();
+        let s = Arc::new(s);
+        let mut tasks = Vec::new();
+        for i in 0..64 {
+            let s = Arc::clone(&s);
+            tasks.push(tokio::spawn(async move {
+                // Even ids create a fresh doc; odd ids hit a conflict on a missing doc.
+                let expect = if i % 2 == 0 {
+                    Expect::Absent
+                } else {
+                    Expect::Version(7)
+                };
+                s.commit(vec![Op::Put {
+                    kind: "role",
+                    id: format!("r{i}"),
+                    body: json!({"i": i}),
+                    expect,
+                }])
+                .await
+            }));
+        }
+        let mut ok = 0;
+        for (i, t) in tasks.into_iter().enumerate() {
+            match t.await {
+                Ok(Ok(_)) => {
+                    assert_eq!(i % 2, 0);
+                    ok += 1;
+                }
+                Ok(Err(StoreError::Conflict { index: 0 })) => assert_eq!(i % 2, 1),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(ok, 32);
+        assert_eq!(s.list("role", "", 0, None).await.map(|p| p.total), Ok(32));
+        assert_eq!(s.snapshot(&["role"]).await.map(|s| s.seq).ok(), Some(32));
+    }
+
+    #[test]
+    fn refuses_a_newer_schema() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        {
+            let conn =
+                Connection::open(dir.path().join("tollgate.db")).unwrap_or_else(|e| panic!("{e}"));
+            let _ = conn.pragma_update(None, "user_version", 99);
+        }
+        assert!(matches!(
+            SqliteStore::open(dir.path(), Durability::Full),
+            Err(StoreError::Unavailable(_))
+        ));
+    }
+}
