@@ -331,7 +331,7 @@ fn write_loop(
             }
         }
         commits += 1;
-        if commits % 1000 == 0 {
+        if commits.is_multiple_of(1000) {
             prune(&conn);
         }
     }
