@@ -46,6 +46,25 @@ pub struct Config {
     pub websocket: WebSocketSection,
     pub limits: LimitsSection,
     pub log: LogSection,
+    pub storage: StorageSection,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageSection {
+    /// `sqlite` (durable, in `server.data_dir`) or `memory` (nothing survives a restart).
+    pub engine: String,
+    /// SQLite only: `full` (every commit is fsynced, the default) or `off` (benchmarks only).
+    pub synchronous: String,
+}
+
+impl Default for StorageSection {
+    fn default() -> Self {
+        Self {
+            engine: "sqlite".to_owned(),
+            synchronous: "full".to_owned(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -98,6 +117,8 @@ pub struct WebSocketSection {
 pub struct LimitsSection {
     pub concurrent_requests: usize,
     pub requests_buffer_size: usize,
+    /// Largest search `size` and mGet id count (`limits.documentsFetchCount`).
+    pub documents_fetch_count: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -150,6 +171,7 @@ impl Default for LimitsSection {
         Self {
             concurrent_requests: 100,
             requests_buffer_size: 50_000,
+            documents_fetch_count: 10_000,
         }
     }
 }
@@ -273,6 +295,21 @@ impl Config {
         }
         if self.limits.concurrent_requests == 0 {
             return bad("limits.concurrent_requests must be at least 1".into());
+        }
+        if !matches!(self.storage.engine.as_str(), "sqlite" | "memory") {
+            return bad(format!(
+                "storage.engine must be \"sqlite\" or \"memory\", not {:?}",
+                self.storage.engine
+            ));
+        }
+        if !matches!(self.storage.synchronous.as_str(), "full" | "off") {
+            return bad(format!(
+                "storage.synchronous must be \"full\" or \"off\", not {:?}",
+                self.storage.synchronous
+            ));
+        }
+        if self.limits.documents_fetch_count == 0 {
+            return bad("limits.documents_fetch_count must be at least 1".into());
         }
         if !matches!(self.log.format.as_str(), "human" | "json") {
             return bad(format!(

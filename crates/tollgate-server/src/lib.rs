@@ -16,10 +16,15 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tollgate_catalog::{Catalog, CollectionController, IndexController};
 use tollgate_core::{
     Controller, Funnel, FunnelConfig, Gate, OpenGate, Router, Shutdown, UpgradeAcceptor,
 };
 use tollgate_http::{HttpConfig, HttpFrontend};
+use tollgate_security::{SecurityCache, SecurityConfig, SecurityController};
+use tollgate_storage::Store;
+use tollgate_storage::memory::MemoryStore;
+use tollgate_storage::sqlite::{Durability, SqliteStore};
 use tollgate_ws::{WsConfig, WsFrontend};
 
 pub use config::{Cli, Config, ConfigError, Settings};
@@ -60,6 +65,40 @@ pub enum StartError {
     },
     #[error("cannot read the listener address: {0}")]
     Listener(std::io::Error),
+    #[error("cannot open the store: {0}")]
+    Storage(#[from] tollgate_storage::StoreError),
+}
+
+/// `server:healthCheck` and `server:info` report the store as `storageEngine`.
+struct StoreProbe(Arc<dyn Store>);
+
+#[async_trait::async_trait]
+impl HealthProbe for StoreProbe {
+    fn name(&self) -> &'static str {
+        "storageEngine"
+    }
+    async fn check(&self) -> Result<(), String> {
+        self.0.ping().await.map_err(|e| e.to_string())
+    }
+    fn info(&self) -> serde_json::Value {
+        let engine = self.0.engine();
+        serde_json::json!({"type": engine.kind, "version": engine.version})
+    }
+}
+
+/// Opens the configured store.
+fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
+    Ok(match config.storage.engine.as_str() {
+        "memory" => Arc::new(MemoryStore::new()),
+        _ => {
+            let durability = if config.storage.synchronous == "off" {
+                Durability::Off
+            } else {
+                Durability::Full
+            };
+            Arc::new(SqliteStore::open(&config.server.data_dir, durability)?)
+        }
+    })
 }
 
 impl Server {
@@ -85,13 +124,29 @@ impl Server {
         );
         let shutdown = Shutdown::new();
 
+        let store = open_store(&config)?;
+        tollgate_security::bootstrap(store.as_ref()).await?;
+        let cache = SecurityCache::start(Arc::clone(&store)).await?;
+        let catalog = Catalog::new(Arc::clone(&store));
+
         let routes = Arc::new(OnceLock::new());
         let mut router = Router::new();
+        let probes: Vec<Arc<dyn HealthProbe>> = vec![Arc::new(StoreProbe(Arc::clone(&store)))];
         router.register(Arc::new(ServerController::new(
             Arc::clone(&node),
             Arc::clone(&routes),
-            Vec::new(),
+            probes,
         )));
+        router.register(Arc::new(SecurityController::new(
+            Arc::clone(&store),
+            Arc::clone(&cache),
+            catalog.clone(),
+            SecurityConfig {
+                documents_fetch_count: config.limits.documents_fetch_count,
+            },
+        )));
+        router.register(Arc::new(IndexController(catalog.clone())));
+        router.register(Arc::new(CollectionController(catalog)));
         for controller in ext.controllers {
             router.register(controller);
         }

@@ -108,10 +108,16 @@ fn serves_then_stops_cleanly_on_sigterm() {
     if let Some(mut err) = child.stderr.take() {
         let _ = err.read_to_string(&mut logs);
     }
-    let first = logs.lines().next().unwrap_or_default();
-    let parsed: serde_json::Value = serde_json::from_str(first).unwrap_or_default();
-    assert_eq!(
-        parsed["fields"]["message"], "tollgate is listening (HTTP and WebSocket)",
+    // Every log line is a JSON object.
+    let lines: Vec<serde_json::Value> = logs
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_default())
+        .collect();
+    assert!(lines.iter().all(serde_json::Value::is_object), "{logs}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["fields"]["message"] == "tollgate is listening (HTTP and WebSocket)"),
         "{logs}"
     );
     assert!(logs.contains("shutdown complete"), "{logs}");

@@ -162,6 +162,30 @@ impl Feed {
         Self { rx, last: after }
     }
 
+    /// Skips every change up to `seq` (the sequence of a snapshot taken after subscribing).
+    pub fn skip_through(&mut self, seq: u64) {
+        self.last = self.last.max(seq);
+    }
+
+    /// The next change if one is already waiting, without blocking.
+    pub fn try_next(&mut self) -> Option<FeedEvent> {
+        loop {
+            match self.rx.try_recv() {
+                Ok(change) if change.seq <= self.last => continue,
+                Ok(change) if change.seq == self.last + 1 => {
+                    self.last = change.seq;
+                    return Some(FeedEvent::Change(change));
+                }
+                Ok(change) => {
+                    self.last = change.seq;
+                    return Some(FeedEvent::Resync);
+                }
+                Err(broadcast::error::TryRecvError::Lagged(_)) => return Some(FeedEvent::Resync),
+                Err(_) => return None,
+            }
+        }
+    }
+
     /// The next change after the last one delivered; [`FeedEvent::Resync`] on a gap; `None` when the
     /// store is gone.
     pub async fn next(&mut self) -> Option<FeedEvent> {

@@ -2,4 +2,5 @@
 
 mod http;
 mod lifecycle;
+mod profiles;
 mod ws;

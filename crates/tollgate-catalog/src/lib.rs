@@ -1,0 +1,443 @@
+//! The index/collection catalog (`routes.md` §6): names only, no documents. It is what profile
+//! `restrictedTo` entries refer to, and what `force`-less profile writes are checked against.
+//!
+//! Stored as documents of kind [`INDEX`] (id = index name) and [`COLLECTION`] (id = `index/collection`;
+//! `/` is not allowed in names, so ids cannot collide).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::{Map, Value, json};
+use tollgate_core::{ActionDef, Context, Controller, route};
+use tollgate_protocol::errors::{
+    SERVICES_STORAGE_INDEX_ALREADY_EXISTS, SERVICES_STORAGE_INVALID_COLLECTION_NAME,
+    SERVICES_STORAGE_INVALID_INDEX_NAME, SERVICES_STORAGE_UNEXPECTED_ERROR,
+    SERVICES_STORAGE_UNKNOWN_INDEX,
+};
+use tollgate_protocol::{KuzzleError, Request};
+use tollgate_storage::{Expect, Op, Store, StoreError};
+
+pub const INDEX: &str = "index";
+pub const COLLECTION: &str = "collection";
+
+/// Attempts of a catalog write racing with other writers.
+const ATTEMPTS: usize = 20;
+
+/// Whether `name` is a valid index or collection name.
+pub fn valid_name(name: &str) -> bool {
+    const FORBIDDEN: &[char] = &[
+        '\\', '/', '*', '?', '"', '<', '>', '|', ',', '+', '#', ':', '.', '&', '%', ' ', '\t',
+        '\r', '\n',
+    ];
+    !name.is_empty()
+        && name.len() <= 126
+        && name != "_all"
+        && !name.contains(FORBIDDEN)
+        && name
+            .chars()
+            .all(|c| c.to_lowercase().eq(std::iter::once(c)))
+}
+
+/// Maps a store failure to the wire error.
+pub fn store_error(e: StoreError) -> KuzzleError {
+    KuzzleError::new(
+        &SERVICES_STORAGE_UNEXPECTED_ERROR,
+        vec![json!(e.to_string())],
+    )
+}
+
+fn collection_id(index: &str, collection: &str) -> String {
+    format!("{index}/{collection}")
+}
+
+/// The catalog, shared by its controllers and by profile validation.
+#[derive(Clone)]
+pub struct Catalog {
+    store: Arc<dyn Store>,
+}
+
+impl std::fmt::Debug for Catalog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Catalog")
+    }
+}
+
+impl Catalog {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self { store }
+    }
+
+    pub async fn index_exists(&self, index: &str) -> Result<bool, KuzzleError> {
+        Ok(self
+            .store
+            .get(INDEX, index)
+            .await
+            .map_err(store_error)?
+            .is_some())
+    }
+
+    /// The names of `collections` that do not exist in `index`, in the order given (duplicates kept).
+    pub async fn missing_collections(
+        &self,
+        index: &str,
+        collections: &[String],
+    ) -> Result<Vec<String>, KuzzleError> {
+        let ids: Vec<String> = collections
+            .iter()
+            .map(|c| collection_id(index, c))
+            .collect();
+        let found = self
+            .store
+            .mget(COLLECTION, &ids)
+            .await
+            .map_err(store_error)?;
+        Ok(collections
+            .iter()
+            .zip(found)
+            .filter(|(_, doc)| doc.is_none())
+            .map(|(c, _)| c.clone())
+            .collect())
+    }
+
+    /// Collection names of `index`, sorted.
+    pub async fn collections(&self, index: &str) -> Result<Vec<String>, KuzzleError> {
+        let prefix = format!("{index}/");
+        let page = self
+            .store
+            .list(COLLECTION, &prefix, 0, None)
+            .await
+            .map_err(store_error)?;
+        Ok(page
+            .docs
+            .into_iter()
+            .map(|d| d.id[prefix.len()..].to_owned())
+            .collect())
+    }
+
+    pub async fn indexes(&self) -> Result<Vec<String>, KuzzleError> {
+        let page = self
+            .store
+            .list(INDEX, "", 0, None)
+            .await
+            .map_err(store_error)?;
+        Ok(page.docs.into_iter().map(|d| d.id).collect())
+    }
+
+    async fn create_index(&self, index: &str) -> Result<(), KuzzleError> {
+        let op = Op::Put {
+            kind: INDEX,
+            id: index.to_owned(),
+            body: json!({}),
+            expect: Expect::Absent,
+        };
+        match self.store.commit(vec![op]).await {
+            Ok(_) => Ok(()),
+            Err(StoreError::Conflict { .. }) => Err(KuzzleError::new(
+                &SERVICES_STORAGE_INDEX_ALREADY_EXISTS,
+                vec![json!("public"), json!(index)],
+            )),
+            Err(e) => Err(store_error(e)),
+        }
+    }
+
+    async fn delete_index(&self, index: &str) -> Result<(), KuzzleError> {
+        for _ in 0..ATTEMPTS {
+            let Some(doc) = self.store.get(INDEX, index).await.map_err(store_error)? else {
+                return Err(KuzzleError::new(
+                    &SERVICES_STORAGE_UNKNOWN_INDEX,
+                    vec![json!(index)],
+                ));
+            };
+            let seq = self.store.snapshot(&[]).await.map_err(store_error)?.seq;
+            let mut ops = vec![
+                Op::KindUnchanged {
+                    kind: COLLECTION,
+                    since: seq,
+                },
+                Op::Delete {
+                    kind: INDEX,
+                    id: index.to_owned(),
+                    expect: Expect::Version(doc.version),
+                },
+            ];
+            for c in self.collections(index).await? {
+                ops.push(Op::Delete {
+                    kind: COLLECTION,
+                    id: collection_id(index, &c),
+                    expect: Expect::Any,
+                });
+            }
+            match self.store.commit(ops).await {
+                Ok(_) => return Ok(()),
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(store_error(e)),
+            }
+        }
+        Err(store_error(StoreError::Unavailable(
+            "too many concurrent catalog changes".into(),
+        )))
+    }
+
+    async fn create_collection(&self, index: &str, collection: &str) -> Result<(), KuzzleError> {
+        for _ in 0..ATTEMPTS {
+            let mut ops = Vec::new();
+            if !self.index_exists(index).await? {
+                ops.push(Op::Put {
+                    kind: INDEX,
+                    id: index.to_owned(),
+                    body: json!({}),
+                    expect: Expect::Absent,
+                });
+            } else {
+                ops.push(Op::Check {
+                    kind: INDEX,
+                    id: index.to_owned(),
+                    expect: Expect::Present,
+                });
+            }
+            let id = collection_id(index, collection);
+            if self
+                .store
+                .get(COLLECTION, &id)
+                .await
+                .map_err(store_error)?
+                .is_some()
+            {
+                return Ok(());
+            }
+            ops.push(Op::Put {
+                kind: COLLECTION,
+                id,
+                body: json!({}),
+                expect: Expect::Absent,
+            });
+            match self.store.commit(ops).await {
+                Ok(_) => return Ok(()),
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(store_error(e)),
+            }
+        }
+        Err(store_error(StoreError::Unavailable(
+            "too many concurrent catalog changes".into(),
+        )))
+    }
+}
+
+/// The request's `index` (or `collection`) envelope field, required.
+fn required_field<'a>(value: Option<&'a str>, name: &str) -> Result<&'a str, KuzzleError> {
+    value
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| KuzzleError::missing_argument(name))
+}
+
+/// The `index` controller.
+pub struct IndexController(pub Catalog);
+/// The `collection` controller.
+pub struct CollectionController(pub Catalog);
+
+#[async_trait]
+impl Controller for IndexController {
+    fn name(&self) -> &'static str {
+        "index"
+    }
+
+    fn actions(&self) -> Vec<ActionDef> {
+        vec![
+            ActionDef::new("create", &[route("POST", "/:index/_create")]),
+            ActionDef::new("delete", &[route("DELETE", "/:index")]),
+            ActionDef::new("exists", &[route("GET", "/:index/_exists")]),
+            ActionDef::new("list", &[route("GET", "/_list")]),
+        ]
+    }
+
+    async fn call(
+        &self,
+        action: &str,
+        req: &Request,
+        _ctx: &Context,
+    ) -> Result<Value, KuzzleError> {
+        let catalog = &self.0;
+        match action {
+            "create" => {
+                let index = required_field(req.index_name(), "index")?;
+                if !valid_name(index) {
+                    return Err(KuzzleError::new(
+                        &SERVICES_STORAGE_INVALID_INDEX_NAME,
+                        vec![json!(index)],
+                    ));
+                }
+                catalog.create_index(index).await?;
+                Ok(Value::Null)
+            }
+            "delete" => {
+                let index = required_field(req.index_name(), "index")?;
+                catalog.delete_index(index).await?;
+                Ok(json!({"acknowledged": true}))
+            }
+            "exists" => {
+                let index = required_field(req.index_name(), "index")?;
+                Ok(json!(
+                    valid_name(index) && catalog.index_exists(index).await?
+                ))
+            }
+            "list" => {
+                let count = req.boolean("countCollection")?.unwrap_or(false);
+                let indexes = catalog.indexes().await?;
+                if !count {
+                    return Ok(json!({ "indexes": indexes }));
+                }
+                let mut counts = Map::new();
+                for index in &indexes {
+                    counts.insert(
+                        index.clone(),
+                        json!(catalog.collections(index).await?.len()),
+                    );
+                }
+                Ok(json!({"indexes": indexes, "collections": counts}))
+            }
+            other => Err(KuzzleError::internal(format!(
+                "index:{other} is not routed here"
+            ))),
+        }
+    }
+}
+
+#[async_trait]
+impl Controller for CollectionController {
+    fn name(&self) -> &'static str {
+        "collection"
+    }
+
+    fn actions(&self) -> Vec<ActionDef> {
+        vec![
+            ActionDef::new("create", &[route("PUT", "/:index/:collection")]),
+            ActionDef::new("exists", &[route("GET", "/:index/:collection/_exists")]),
+            ActionDef::new("list", &[route("GET", "/:index/_list")]),
+        ]
+    }
+
+    async fn call(
+        &self,
+        action: &str,
+        req: &Request,
+        _ctx: &Context,
+    ) -> Result<Value, KuzzleError> {
+        let catalog = &self.0;
+        match action {
+            "create" => {
+                let index = required_field(req.index_name(), "index")?;
+                let collection = required_field(req.collection_name(), "collection")?;
+                if !valid_name(index) {
+                    return Err(KuzzleError::new(
+                        &SERVICES_STORAGE_INVALID_INDEX_NAME,
+                        vec![json!(index)],
+                    ));
+                }
+                if !valid_name(collection) {
+                    return Err(KuzzleError::new(
+                        &SERVICES_STORAGE_INVALID_COLLECTION_NAME,
+                        vec![json!(collection)],
+                    ));
+                }
+                catalog.create_collection(index, collection).await?;
+                Ok(json!({"acknowledged": true}))
+            }
+            "exists" => {
+                let index = required_field(req.index_name(), "index")?;
+                let collection = required_field(req.collection_name(), "collection")?;
+                if !valid_name(index) || !valid_name(collection) {
+                    return Ok(json!(false));
+                }
+                let missing = catalog
+                    .missing_collections(index, &[collection.to_owned()])
+                    .await?;
+                Ok(json!(missing.is_empty()))
+            }
+            "list" => {
+                let index = required_field(req.index_name(), "index")?;
+                let from = non_negative(req.integer("from")?, "from")?;
+                let size = non_negative(req.integer("size")?, "size")?;
+                let kind = req.string("type")?.unwrap_or("all");
+                if !matches!(kind, "all" | "stored" | "realtime") {
+                    return Err(KuzzleError::invalid_argument(
+                        "type",
+                        r#""all", "stored" or "realtime""#,
+                    ));
+                }
+                if !catalog.index_exists(index).await? {
+                    return Err(KuzzleError::new(
+                        &SERVICES_STORAGE_UNKNOWN_INDEX,
+                        vec![json!(index)],
+                    ));
+                }
+                let names = if kind == "realtime" {
+                    Vec::new()
+                } else {
+                    catalog.collections(index).await?
+                };
+                let skip = usize::try_from(from).unwrap_or(usize::MAX);
+                let take = if size == 0 {
+                    usize::MAX
+                } else {
+                    usize::try_from(size).unwrap_or(usize::MAX)
+                };
+                let collections: Vec<Value> = names
+                    .into_iter()
+                    .skip(skip)
+                    .take(take)
+                    .map(|name| json!({"name": name, "type": "stored"}))
+                    .collect();
+                let mut out = Map::new();
+                out.insert("collections".into(), Value::Array(collections));
+                out.insert("type".into(), json!(kind));
+                if from != 0 || size != 0 {
+                    out.insert("from".into(), json!(from));
+                    if size != 0 {
+                        out.insert("size".into(), json!(size));
+                    }
+                }
+                Ok(Value::Object(out))
+            }
+            other => Err(KuzzleError::internal(format!(
+                "collection:{other} is not routed here"
+            ))),
+        }
+    }
+}
+
+fn non_negative(value: Option<i64>, name: &str) -> Result<i64, KuzzleError> {
+    match value {
+        None => Ok(0),
+        Some(v) if v >= 0 => Ok(v),
+        Some(_) => Err(KuzzleError::invalid_argument(
+            name,
+            "positive integer, or zero",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn name_rules() {
+        for ok in ["nyc", "a_b-c", "é", "x".repeat(126).as_str()] {
+            assert!(valid_name(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "_all",
+            "Nyc",
+            "a.b",
+            "a/b",
+            "a b",
+            "a%b",
+            "a\tb",
+            "x".repeat(127).as_str(),
+            "É",
+        ] {
+            assert!(!valid_name(bad), "{bad}");
+        }
+    }
+}

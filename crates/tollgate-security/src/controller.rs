@@ -1,0 +1,748 @@
+//! The `security` controller: profiles and roles (`routes.md` §2–3, `update-profile.md`).
+//!
+//! Writes go to the store with compare-and-swap; the answer is sent once this node's cache serves the
+//! new version. Reads are served from the cache.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rand::Rng;
+use serde_json::{Map, Value, json};
+use tollgate_catalog::Catalog;
+use tollgate_core::{ActionDef, Context, Controller, route};
+use tollgate_protocol::errors::{
+    SECURITY_PROFILE_CANNOT_DELETE, SECURITY_PROFILE_IN_USE, SECURITY_PROFILE_NOT_FOUND,
+    SECURITY_ROLE_CANNOT_DELETE, SECURITY_ROLE_IN_USE, SECURITY_ROLE_NOT_FOUND,
+    SERVICES_STORAGE_DOCUMENT_ALREADY_EXISTS, SERVICES_STORAGE_GET_LIMIT_EXCEEDED,
+    SERVICES_STORAGE_TOO_MANY_CHANGES,
+};
+use tollgate_protocol::{ArgRef, KuzzleError, Request};
+use tollgate_storage::{Committed, Doc, Expect, Op, Store, StoreError};
+
+use crate::cache::SecurityCache;
+use crate::rights::rights_listing;
+use crate::validate::{self, ProfileChecks, RESERVED_KEYS};
+use crate::{BUILT_INS, PROFILE, ROLE, USER, created_info, store_error, updated_info};
+
+/// Limits of the security actions.
+#[derive(Debug, Clone)]
+pub struct SecurityConfig {
+    /// Largest search `size` and mGet id count (`limits.documentsFetchCount`).
+    pub documents_fetch_count: u64,
+}
+
+impl Default for SecurityConfig {
+    fn default() -> Self {
+        Self {
+            documents_fetch_count: 10_000,
+        }
+    }
+}
+
+/// Attempts of a create-or-replace racing with other writers.
+const REPLACE_ATTEMPTS: usize = 10;
+
+pub struct SecurityController {
+    store: Arc<dyn Store>,
+    cache: Arc<SecurityCache>,
+    catalog: Catalog,
+    config: SecurityConfig,
+}
+
+impl SecurityController {
+    pub fn new(
+        store: Arc<dyn Store>,
+        cache: Arc<SecurityCache>,
+        catalog: Catalog,
+        config: SecurityConfig,
+    ) -> Self {
+        Self {
+            store,
+            cache,
+            catalog,
+            config,
+        }
+    }
+
+    /// Commits, then waits until this node's cache has the change.
+    async fn commit(&self, ops: Vec<Op>) -> Result<Committed, StoreError> {
+        let committed = self.store.commit(ops).await?;
+        self.cache.wait_for(committed.seq).await;
+        Ok(committed)
+    }
+}
+
+/// `{_id, _version, _source}`.
+fn doc_result(id: &str, version: u64, source: &Value) -> Value {
+    json!({"_id": id, "_version": version, "_source": source})
+}
+
+fn with_id(def: &'static tollgate_protocol::errors::ErrorDef, id: &str) -> KuzzleError {
+    KuzzleError::new(def, vec![json!(id)])
+}
+
+fn too_many_changes(id: &str) -> KuzzleError {
+    KuzzleError::new(&SERVICES_STORAGE_TOO_MANY_CHANGES, vec![json!(id)])
+}
+
+/// `refresh`: `"wait_for"`, `false` or `"false"` (HTTP: a bare `?refresh` is `wait_for`).
+fn check_refresh(req: &Request) -> Result<(), KuzzleError> {
+    let ok = match req.arg("refresh") {
+        None => true,
+        Some(ArgRef::Json(Value::String(s))) => s == "wait_for" || s == "false",
+        Some(ArgRef::Json(Value::Bool(b))) => !b,
+        Some(ArgRef::Json(_)) => false,
+        Some(ArgRef::Query([None])) => true,
+        Some(ArgRef::Query([Some(s)])) => s == "wait_for" || s == "false",
+        Some(ArgRef::Query(_)) => return Err(KuzzleError::invalid_type("refresh", "string")),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(KuzzleError::invalid_argument(
+            "refresh",
+            r#""wait_for" or false"#,
+        ))
+    }
+}
+
+/// `retryOnConflict`: an integer in 0..=100, default 10.
+fn retry_on_conflict(req: &Request) -> Result<u32, KuzzleError> {
+    match req.integer("retryOnConflict")? {
+        None => Ok(10),
+        Some(n) => u32::try_from(n).ok().filter(|n| *n <= 100).ok_or_else(|| {
+            KuzzleError::invalid_argument("retryOnConflict", "an integer between 0 and 100")
+        }),
+    }
+}
+
+/// A short random pause between compare-and-swap attempts.
+async fn backoff() {
+    let micros = rand::rng().random_range(100..2000);
+    tokio::time::sleep(Duration::from_micros(micros)).await;
+}
+
+/// Splits a stored `_source` into the definition and its `_kuzzle_info`.
+fn split_source(doc: &Doc) -> (Map<String, Value>, Option<Value>) {
+    let mut map = doc.body.as_object().cloned().unwrap_or_default();
+    let info = map.shift_remove("_kuzzle_info");
+    (map, info)
+}
+
+fn with_info(mut source: Map<String, Value>, info: Value) -> Value {
+    source.insert("_kuzzle_info".into(), info);
+    Value::Object(source)
+}
+
+/// `body.ids` of an mGet.
+fn mget_ids(req: &Request, limit: u64) -> Result<Vec<String>, KuzzleError> {
+    let body = req.required_body()?;
+    let ids = match body.get("ids") {
+        None | Some(Value::Null) => return Err(KuzzleError::missing_argument("body.ids")),
+        Some(Value::Array(ids)) => ids,
+        Some(_) => return Err(KuzzleError::invalid_type("body.ids", "array")),
+    };
+    let ids = ids
+        .iter()
+        .map(|v| v.as_str().map(str::to_owned))
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| KuzzleError::invalid_type("body.ids", "string[]"))?;
+    if ids.len() as u64 > limit {
+        return Err(KuzzleError::plain(&SERVICES_STORAGE_GET_LIMIT_EXCEEDED));
+    }
+    Ok(ids)
+}
+
+/// Arguments of searchProfiles / searchRoles: `from`, `size`, `lang`, `scroll`, then the body with the
+/// one filter key (`roles` or `controllers`). Returns (from, size, filter).
+fn search_args(
+    req: &Request,
+    filter: &str,
+    limit: u64,
+) -> Result<(usize, usize, Vec<String>), KuzzleError> {
+    let from = match req.integer("from")? {
+        None => 0,
+        Some(n) if n >= 0 => n,
+        Some(_) => {
+            return Err(KuzzleError::invalid_argument(
+                "from",
+                "positive integer, or zero",
+            ));
+        }
+    };
+    let size = match req.integer("size")? {
+        None => 10_000,
+        Some(n) if n >= 0 => n,
+        Some(_) => {
+            return Err(KuzzleError::invalid_argument(
+                "size",
+                "positive integer, or zero",
+            ));
+        }
+    };
+    if size as u64 > limit {
+        return Err(KuzzleError::plain(&SERVICES_STORAGE_GET_LIMIT_EXCEEDED));
+    }
+    if let Some(lang) = req.string("lang")?
+        && lang != "elasticsearch"
+        && lang != "koncorde"
+    {
+        return Err(KuzzleError::invalid_argument(
+            "lang",
+            r#""elasticsearch" or "koncorde""#,
+        ));
+    }
+    if req.arg("scroll").is_some() {
+        return Err(KuzzleError::unexpected_argument(
+            "scroll",
+            &["from", "size", "lang"],
+        ));
+    }
+    let mut names = Vec::new();
+    let mut has_query = false;
+    if let Some(body) = &req.body {
+        if let Some(key) = body.keys().find(|k| *k != filter && *k != "query") {
+            return Err(KuzzleError::unexpected_argument(
+                format!("body.{key}"),
+                &[filter, "query"],
+            ));
+        }
+        match body.get(filter) {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(items)) => {
+                names = items
+                    .iter()
+                    .map(|v| v.as_str().map(str::to_owned))
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| {
+                        KuzzleError::invalid_type(format!("body.{filter}"), "string[]")
+                    })?;
+            }
+            Some(_) => {
+                return Err(KuzzleError::invalid_type(
+                    format!("body.{filter}"),
+                    "string[]",
+                ));
+            }
+        }
+        match body.get("query") {
+            None | Some(Value::Null) => {}
+            Some(q) if *q == json!({}) || *q == json!({"match_all": {}}) => has_query = true,
+            Some(_) => {
+                return Err(KuzzleError::invalid_argument(
+                    "body.query",
+                    r#"an empty object or {"match_all":{}}"#,
+                ));
+            }
+        }
+    }
+    if has_query && !names.is_empty() {
+        return Err(KuzzleError::new(
+            &tollgate_protocol::errors::API_ASSERT_MUTUALLY_EXCLUSIVE,
+            vec![json!(format!("body.{filter}")), json!("body.query")],
+        ));
+    }
+    let from = usize::try_from(from).unwrap_or(usize::MAX);
+    let size = usize::try_from(size).unwrap_or(usize::MAX);
+    Ok((from, size, names))
+}
+
+fn search_result(mut hits: Vec<(String, Value)>, from: usize, size: usize) -> Value {
+    hits.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    let total = hits.len();
+    let hits: Vec<Value> = hits
+        .into_iter()
+        .skip(from)
+        .take(size)
+        .map(|(_, v)| v)
+        .collect();
+    json!({"hits": hits, "total": total})
+}
+
+impl SecurityController {
+    // ---- profiles ----
+
+    async fn update_profile(&self, req: &Request, ctx: &Context) -> Result<Value, KuzzleError> {
+        let id = req.required_id()?;
+        let body = req.required_body()?;
+        check_refresh(req)?;
+        let retries = retry_on_conflict(req)?;
+        let force = req.boolean("force")?.unwrap_or(false);
+        req.boolean("strict")?;
+        let checks = ProfileChecks {
+            store: self.store.as_ref(),
+            catalog: &self.catalog,
+            check_catalog: !force && body.contains_key("policies"),
+        };
+        let mut conflicts = 0;
+        loop {
+            let doc = self
+                .store
+                .get(PROFILE, id)
+                .await
+                .map_err(store_error)?
+                .ok_or_else(|| with_id(&SECURITY_PROFILE_NOT_FOUND, id))?;
+            let (mut merged, info) = split_source(&doc);
+            for (k, v) in body {
+                if !RESERVED_KEYS.contains(&k.as_str()) {
+                    merged.insert(k.clone(), v.clone());
+                }
+            }
+            let (definition, role_ids) = validate::profile(id, &merged, &checks).await?;
+            let source = with_info(
+                definition,
+                updated_info(info.as_ref(), ctx.caller.audit_kuid()),
+            );
+            let mut ops = role_checks(&role_ids);
+            ops.push(Op::Put {
+                kind: PROFILE,
+                id: id.to_owned(),
+                body: source.clone(),
+                expect: Expect::Version(doc.version),
+            });
+            match self.commit(ops).await {
+                Ok(c) => {
+                    return Ok(doc_result(
+                        id,
+                        c.versions.last().copied().flatten().unwrap_or(0),
+                        &source,
+                    ));
+                }
+                Err(StoreError::Conflict { index }) if index < role_ids.len() => {
+                    return Err(with_id(&SECURITY_ROLE_NOT_FOUND, &role_ids[index]));
+                }
+                Err(StoreError::Conflict { .. }) => {
+                    conflicts += 1;
+                    if conflicts > retries {
+                        return Err(too_many_changes(id));
+                    }
+                    backoff().await;
+                }
+                Err(e) => return Err(store_error(e)),
+            }
+        }
+    }
+
+    /// createProfile (`replace` false) and createOrReplaceProfile (`replace` true).
+    async fn write_profile(
+        &self,
+        req: &Request,
+        ctx: &Context,
+        replace: bool,
+    ) -> Result<Value, KuzzleError> {
+        let id = req.required_id()?;
+        let body = req.required_body()?;
+        match body.get("policies") {
+            None => return Err(KuzzleError::missing_argument("body.policies")),
+            Some(Value::Array(_)) => {}
+            Some(_) => return Err(KuzzleError::invalid_type("body.policies", "array")),
+        }
+        check_refresh(req)?;
+        let force = req.boolean("force")?.unwrap_or(false);
+        req.boolean("strict")?;
+        let checks = ProfileChecks {
+            store: self.store.as_ref(),
+            catalog: &self.catalog,
+            check_catalog: !force,
+        };
+        let (definition, role_ids) = validate::profile(id, body, &checks).await?;
+        self.write_definition(PROFILE, id, definition, role_ids, ctx, replace)
+            .await
+    }
+
+    /// Writes a validated role or profile definition: create (`Absent`), or replace an existing one
+    /// keeping `author`/`createdAt`.
+    async fn write_definition(
+        &self,
+        kind: &'static str,
+        id: &str,
+        definition: Map<String, Value>,
+        role_ids: Vec<String>,
+        ctx: &Context,
+        replace: bool,
+    ) -> Result<Value, KuzzleError> {
+        for _ in 0..REPLACE_ATTEMPTS {
+            let existing = if replace {
+                self.store.get(kind, id).await.map_err(store_error)?
+            } else {
+                None
+            };
+            let (info, expect) = match &existing {
+                Some(doc) => (
+                    updated_info(split_source(doc).1.as_ref(), ctx.caller.audit_kuid()),
+                    Expect::Version(doc.version),
+                ),
+                None => (created_info(ctx.caller.audit_kuid()), Expect::Absent),
+            };
+            let source = with_info(definition.clone(), info);
+            let mut ops = role_checks(&role_ids);
+            ops.push(Op::Put {
+                kind,
+                id: id.to_owned(),
+                body: source.clone(),
+                expect,
+            });
+            match self.commit(ops).await {
+                Ok(c) => {
+                    return Ok(doc_result(
+                        id,
+                        c.versions.last().copied().flatten().unwrap_or(0),
+                        &source,
+                    ));
+                }
+                Err(StoreError::Conflict { index }) if index < role_ids.len() => {
+                    return Err(with_id(&SECURITY_ROLE_NOT_FOUND, &role_ids[index]));
+                }
+                Err(StoreError::Conflict { .. }) if !replace => {
+                    return Err(KuzzleError::plain(
+                        &SERVICES_STORAGE_DOCUMENT_ALREADY_EXISTS,
+                    ));
+                }
+                Err(StoreError::Conflict { .. }) => backoff().await,
+                Err(e) => return Err(store_error(e)),
+            }
+        }
+        Err(too_many_changes(id))
+    }
+
+    fn get_profile(&self, req: &Request) -> Result<Value, KuzzleError> {
+        let id = req.required_id()?;
+        let snapshot = self.cache.snapshot();
+        let p = snapshot
+            .profiles
+            .get(id)
+            .ok_or_else(|| with_id(&SECURITY_PROFILE_NOT_FOUND, id))?;
+        Ok(doc_result(id, p.doc.version, &p.doc.body))
+    }
+
+    fn mget_profiles(&self, req: &Request) -> Result<Value, KuzzleError> {
+        let ids = mget_ids(req, self.config.documents_fetch_count)?;
+        let snapshot = self.cache.snapshot();
+        let hits = ids
+            .iter()
+            .map(|id| {
+                snapshot
+                    .profiles
+                    .get(id)
+                    .map(|p| doc_result(id, p.doc.version, &p.doc.body))
+                    .ok_or_else(|| with_id(&SECURITY_PROFILE_NOT_FOUND, id))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(json!({ "hits": hits }))
+    }
+
+    fn search_profiles(&self, req: &Request) -> Result<Value, KuzzleError> {
+        let (from, size, roles) = search_args(req, "roles", self.config.documents_fetch_count)?;
+        let snapshot = self.cache.snapshot();
+        let hits = snapshot
+            .profiles
+            .iter()
+            .filter(|(_, p)| {
+                roles.is_empty() || p.rights.policies.iter().any(|q| roles.contains(&q.role_id))
+            })
+            .map(|(id, p)| (id.clone(), doc_result(id, p.doc.version, &p.doc.body)))
+            .collect();
+        Ok(search_result(hits, from, size))
+    }
+
+    async fn delete_profile(&self, req: &Request, ctx: &Context) -> Result<Value, KuzzleError> {
+        let id = req.required_id()?;
+        check_refresh(req)?;
+        let remove = match req.string("onAssignedUsers")? {
+            None | Some("fail") => false,
+            Some("remove") => true,
+            Some(_) => {
+                return Err(KuzzleError::invalid_argument(
+                    "onAssignedUsers",
+                    r#""fail" or "remove""#,
+                ));
+            }
+        };
+        for _ in 0..REPLACE_ATTEMPTS {
+            let doc = self
+                .store
+                .get(PROFILE, id)
+                .await
+                .map_err(store_error)?
+                .ok_or_else(|| with_id(&SECURITY_PROFILE_NOT_FOUND, id))?;
+            if BUILT_INS.contains(&id) {
+                return Err(KuzzleError::plain(&SECURITY_PROFILE_CANNOT_DELETE));
+            }
+            let users = self.store.snapshot(&[USER]).await.map_err(store_error)?;
+            let mut ops = vec![Op::KindUnchanged {
+                kind: USER,
+                since: users.seq,
+            }];
+            for (_, user) in &users.docs {
+                let Some(ids) = user.body.get("profileIds").and_then(Value::as_array) else {
+                    continue;
+                };
+                if !ids.iter().any(|p| p.as_str() == Some(id)) {
+                    continue;
+                }
+                if !remove {
+                    return Err(with_id(&SECURITY_PROFILE_IN_USE, id));
+                }
+                let mut kept: Vec<Value> = ids
+                    .iter()
+                    .filter(|p| p.as_str() != Some(id))
+                    .cloned()
+                    .collect();
+                if kept.is_empty() {
+                    kept.push(json!("anonymous"));
+                }
+                let mut body = user.body.as_object().cloned().unwrap_or_default();
+                body.insert("profileIds".into(), Value::Array(kept));
+                let info = updated_info(body.get("_kuzzle_info"), ctx.caller.audit_kuid());
+                body.insert("_kuzzle_info".into(), info);
+                ops.push(Op::Put {
+                    kind: USER,
+                    id: user.id.clone(),
+                    body: Value::Object(body),
+                    expect: Expect::Version(user.version),
+                });
+            }
+            ops.push(Op::Delete {
+                kind: PROFILE,
+                id: id.to_owned(),
+                expect: Expect::Version(doc.version),
+            });
+            match self.commit(ops).await {
+                Ok(_) => return Ok(json!({ "_id": id })),
+                Err(StoreError::Conflict { .. }) => backoff().await,
+                Err(e) => return Err(store_error(e)),
+            }
+        }
+        Err(too_many_changes(id))
+    }
+
+    fn profile_rights(&self, req: &Request) -> Result<Value, KuzzleError> {
+        let id = req.required_id()?;
+        let snapshot = self.cache.snapshot();
+        let p = snapshot
+            .profiles
+            .get(id)
+            .ok_or_else(|| with_id(&SECURITY_PROFILE_NOT_FOUND, id))?;
+        Ok(rights_listing(snapshot.as_ref(), [&p.rights]))
+    }
+
+    // ---- roles ----
+
+    /// createRole, createOrReplaceRole.
+    async fn write_role(
+        &self,
+        req: &Request,
+        ctx: &Context,
+        replace: bool,
+    ) -> Result<Value, KuzzleError> {
+        let id = req.required_id()?;
+        let body = req.required_body()?;
+        let force = req.boolean("force")?.unwrap_or(false);
+        check_refresh(req)?;
+        let definition = validate::role(id, body, force)?;
+        self.write_definition(ROLE, id, definition, Vec::new(), ctx, replace)
+            .await
+    }
+
+    async fn update_role(&self, req: &Request, ctx: &Context) -> Result<Value, KuzzleError> {
+        let id = req.required_id()?;
+        let body = req.required_body()?;
+        let force = req.boolean("force")?.unwrap_or(false);
+        check_refresh(req)?;
+        let retries = retry_on_conflict(req)?;
+        let mut conflicts = 0;
+        loop {
+            let doc = self
+                .store
+                .get(ROLE, id)
+                .await
+                .map_err(store_error)?
+                .ok_or_else(|| with_id(&SECURITY_ROLE_NOT_FOUND, id))?;
+            let definition = validate::role(id, body, force)?;
+            let source = with_info(
+                definition,
+                updated_info(split_source(&doc).1.as_ref(), ctx.caller.audit_kuid()),
+            );
+            let op = Op::Put {
+                kind: ROLE,
+                id: id.to_owned(),
+                body: source.clone(),
+                expect: Expect::Version(doc.version),
+            };
+            match self.commit(vec![op]).await {
+                Ok(c) => {
+                    return Ok(doc_result(
+                        id,
+                        c.versions.last().copied().flatten().unwrap_or(0),
+                        &source,
+                    ));
+                }
+                Err(StoreError::Conflict { .. }) => {
+                    conflicts += 1;
+                    if conflicts > retries {
+                        return Err(too_many_changes(id));
+                    }
+                    backoff().await;
+                }
+                Err(e) => return Err(store_error(e)),
+            }
+        }
+    }
+
+    fn get_role(&self, req: &Request) -> Result<Value, KuzzleError> {
+        let id = req.required_id()?;
+        let snapshot = self.cache.snapshot();
+        let r = snapshot
+            .roles
+            .get(id)
+            .ok_or_else(|| with_id(&SECURITY_ROLE_NOT_FOUND, id))?;
+        Ok(doc_result(id, r.doc.version, &r.doc.body))
+    }
+
+    fn mget_roles(&self, req: &Request) -> Result<Value, KuzzleError> {
+        let ids = mget_ids(req, self.config.documents_fetch_count)?;
+        let snapshot = self.cache.snapshot();
+        let hits = ids
+            .iter()
+            .map(|id| {
+                snapshot
+                    .roles
+                    .get(id)
+                    .map(|r| doc_result(id, r.doc.version, &r.doc.body))
+                    .ok_or_else(|| with_id(&SECURITY_ROLE_NOT_FOUND, id))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(json!({ "hits": hits }))
+    }
+
+    fn search_roles(&self, req: &Request) -> Result<Value, KuzzleError> {
+        let (from, size, controllers) =
+            search_args(req, "controllers", self.config.documents_fetch_count)?;
+        let snapshot = self.cache.snapshot();
+        let hits = snapshot
+            .roles
+            .iter()
+            .filter(|(_, r)| {
+                controllers.is_empty()
+                    || r.rights
+                        .controllers
+                        .keys()
+                        .any(|c| c == "*" || controllers.contains(c))
+            })
+            .map(|(id, r)| (id.clone(), doc_result(id, r.doc.version, &r.doc.body)))
+            .collect();
+        Ok(search_result(hits, from, size))
+    }
+
+    async fn delete_role(&self, req: &Request) -> Result<Value, KuzzleError> {
+        let id = req.required_id()?;
+        check_refresh(req)?;
+        for _ in 0..REPLACE_ATTEMPTS {
+            let doc = self
+                .store
+                .get(ROLE, id)
+                .await
+                .map_err(store_error)?
+                .ok_or_else(|| with_id(&SECURITY_ROLE_NOT_FOUND, id))?;
+            if BUILT_INS.contains(&id) {
+                return Err(KuzzleError::plain(&SECURITY_ROLE_CANNOT_DELETE));
+            }
+            let profiles = self.store.snapshot(&[PROFILE]).await.map_err(store_error)?;
+            let used = profiles.docs.iter().any(|(_, p)| {
+                p.body
+                    .get("policies")
+                    .and_then(Value::as_array)
+                    .is_some_and(|ps| {
+                        ps.iter()
+                            .any(|q| q.get("roleId").and_then(Value::as_str) == Some(id))
+                    })
+            });
+            if used {
+                return Err(with_id(&SECURITY_ROLE_IN_USE, id));
+            }
+            let ops = vec![
+                Op::KindUnchanged {
+                    kind: PROFILE,
+                    since: profiles.seq,
+                },
+                Op::Delete {
+                    kind: ROLE,
+                    id: id.to_owned(),
+                    expect: Expect::Version(doc.version),
+                },
+            ];
+            match self.commit(ops).await {
+                Ok(_) => return Ok(json!({ "_id": id })),
+                Err(StoreError::Conflict { .. }) => backoff().await,
+                Err(e) => return Err(store_error(e)),
+            }
+        }
+        Err(too_many_changes(id))
+    }
+}
+
+/// `Check` ops asserting that every referenced role exists, in the same transaction as the write.
+fn role_checks(role_ids: &[String]) -> Vec<Op> {
+    role_ids
+        .iter()
+        .map(|r| Op::Check {
+            kind: ROLE,
+            id: r.clone(),
+            expect: Expect::Present,
+        })
+        .collect()
+}
+
+#[async_trait]
+impl Controller for SecurityController {
+    fn name(&self) -> &'static str {
+        "security"
+    }
+
+    fn actions(&self) -> Vec<ActionDef> {
+        vec![
+            ActionDef::new("updateProfile", &[route("PUT", "/profiles/:_id/_update")]),
+            ActionDef::new("createProfile", &[route("POST", "/profiles/:_id/_create")]),
+            ActionDef::new("createOrReplaceProfile", &[route("PUT", "/profiles/:_id")]),
+            ActionDef::new("getProfile", &[route("GET", "/profiles/:_id")]),
+            ActionDef::new("mGetProfiles", &[route("POST", "/profiles/_mGet")]),
+            ActionDef::new("searchProfiles", &[route("POST", "/profiles/_search")]),
+            ActionDef::new("deleteProfile", &[route("DELETE", "/profiles/:_id")]),
+            ActionDef::new(
+                "getProfileRights",
+                &[route("GET", "/profiles/:_id/_rights")],
+            ),
+            ActionDef::new("createRole", &[route("POST", "/roles/:_id/_create")]),
+            ActionDef::new("createOrReplaceRole", &[route("PUT", "/roles/:_id")]),
+            ActionDef::new("updateRole", &[route("PUT", "/roles/:_id/_update")]),
+            ActionDef::new("getRole", &[route("GET", "/roles/:_id")]),
+            ActionDef::new("mGetRoles", &[route("POST", "/roles/_mGet")]),
+            ActionDef::new("searchRoles", &[route("POST", "/roles/_search")]),
+            ActionDef::new("deleteRole", &[route("DELETE", "/roles/:_id")]),
+        ]
+    }
+
+    async fn call(&self, action: &str, req: &Request, ctx: &Context) -> Result<Value, KuzzleError> {
+        match action {
+            "updateProfile" => self.update_profile(req, ctx).await,
+            "createProfile" => self.write_profile(req, ctx, false).await,
+            "createOrReplaceProfile" => self.write_profile(req, ctx, true).await,
+            "getProfile" => self.get_profile(req),
+            "mGetProfiles" => self.mget_profiles(req),
+            "searchProfiles" => self.search_profiles(req),
+            "deleteProfile" => self.delete_profile(req, ctx).await,
+            "getProfileRights" => self.profile_rights(req),
+            "createRole" => self.write_role(req, ctx, false).await,
+            "createOrReplaceRole" => self.write_role(req, ctx, true).await,
+            "updateRole" => self.update_role(req, ctx).await,
+            "getRole" => self.get_role(req),
+            "mGetRoles" => self.mget_roles(req),
+            "searchRoles" => self.search_roles(req),
+            "deleteRole" => self.delete_role(req).await,
+            other => Err(KuzzleError::internal(format!(
+                "security:{other} is not routed here"
+            ))),
+        }
+    }
+}
