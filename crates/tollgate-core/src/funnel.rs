@@ -84,7 +84,8 @@ impl Funnel {
     /// not full.
     pub fn is_ready(&self) -> bool {
         !self.shutdown.is_triggered()
-            && self.waiting.load(Ordering::Relaxed) < self.config.requests_buffer_size
+            && (self.slots.available_permits() > 0
+                || self.waiting.load(Ordering::Relaxed) < self.config.requests_buffer_size)
     }
 
     /// Runs a request through the pipeline and returns its one response.

@@ -260,7 +260,15 @@ impl HttpFrontend {
             }
             ("POST", "/_query") => {
                 let mut payload = body.unwrap_or_else(|| json!({}));
-                if let (Value::Object(map), Some(jwt)) = (&mut payload, bearer(&parts.headers)) {
+                let query_jwt = || {
+                    query
+                        .iter()
+                        .find(|(k, _)| k == "jwt")
+                        .and_then(|(_, v)| v.clone())
+                };
+                if let (Value::Object(map), Some(jwt)) =
+                    (&mut payload, bearer(&parts.headers).or_else(query_jwt))
+                {
                     map.entry("jwt").or_insert(Value::String(jwt));
                 }
                 match Request::from_json(payload, Some(reply.request_id.clone())) {
@@ -438,10 +446,12 @@ impl HttpFrontend {
             Ok(compressed) => compressed,
             Err(plain) => (plain, ContentEncoding::Identity),
         };
+        let length = HeaderValue::from(body.len());
         let mut response = hyper::Response::new(Full::new(Bytes::from(body)));
         *response.status_mut() = status;
         let h = response.headers_mut();
         h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert(CONTENT_LENGTH, length);
         h.insert(
             CONTENT_ENCODING,
             HeaderValue::from_static(match encoding {
@@ -518,6 +528,9 @@ fn compress(
     body: Vec<u8>,
     encoding: ContentEncoding,
 ) -> Result<(Vec<u8>, ContentEncoding), Vec<u8>> {
+    if body.is_empty() {
+        return Ok((body, ContentEncoding::Identity));
+    }
     let out = match encoding {
         ContentEncoding::Identity => return Ok((body, encoding)),
         ContentEncoding::Gzip => {

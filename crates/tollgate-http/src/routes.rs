@@ -65,15 +65,22 @@ impl RouteTree {
 
     /// Matches a raw (still percent-encoded) path; returns the target and the placeholder values.
     pub fn find(&self, verb: &str, raw_path: &str) -> Result<(Target, Params), RouteError> {
+        // Every segment is decoded before matching: a bad escape anywhere is reported as such.
+        let segments = raw_path
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(|raw| {
+                if !valid_escapes(raw) {
+                    return Err(RouteError::BadEncoding);
+                }
+                percent_decode_str(raw)
+                    .decode_utf8()
+                    .map_err(|_| RouteError::BadEncoding)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let mut node = self.verbs.get(verb).ok_or(RouteError::NotFound)?;
         let mut params = Vec::new();
-        for raw in raw_path.split('/').filter(|s| !s.is_empty()) {
-            let segment = percent_decode_str(raw)
-                .decode_utf8()
-                .map_err(|_| RouteError::BadEncoding)?;
-            if !valid_escapes(raw) {
-                return Err(RouteError::BadEncoding);
-            }
+        for segment in segments {
             if let Some(next) = node.statics.get(segment.as_ref()) {
                 node = next;
             } else if let Some((name, next)) = &node.placeholder {
@@ -177,6 +184,7 @@ mod tests {
     fn bad_escapes_and_unknown_paths() {
         assert_eq!(action("PUT", "/profiles/%zz"), Err(RouteError::BadEncoding));
         assert_eq!(action("PUT", "/profiles/%ff"), Err(RouteError::BadEncoding));
+        assert_eq!(action("GET", "/nope/%zz"), Err(RouteError::BadEncoding));
         assert_eq!(action("GET", "/_NOW"), Err(RouteError::NotFound));
         assert_eq!(action("DELETE", "/_now"), Err(RouteError::NotFound));
         assert_eq!(action("GET", "/"), Err(RouteError::NotFound));

@@ -83,6 +83,7 @@ impl Request {
             },
             _ => None,
         };
+        let imposed = request_id.is_some();
         let request_id = request_id.or(payload_id).unwrap_or_else(new_request_id);
         let fail = |error: KuzzleError| ConstructionError {
             error,
@@ -121,7 +122,12 @@ impl Request {
         let body = take_object(&mut map, "body").map_err(fail)?;
         let controller = take_string(&mut map, "controller").map_err(fail)?.flatten();
         let action = take_string(&mut map, "action").map_err(fail)?.flatten();
-        take_string(&mut map, "requestId").map_err(fail)?;
+        if imposed {
+            // The transport decides the id (`/_query`): the payload's is ignored, whatever its type.
+            map.remove("requestId");
+        } else {
+            take_string(&mut map, "requestId").map_err(fail)?;
+        }
         let index = take_string(&mut map, "index").map_err(fail)?;
         let collection = take_string(&mut map, "collection").map_err(fail)?;
 

@@ -210,6 +210,7 @@ where
         let permit = tokio::select! {
             biased;
             _ = overflow.cancelled() => break None,
+            _ = inner.shutdown.triggered() => break Some((CloseCode::Away, "server shutting down")),
             permit = Arc::clone(&in_flight).acquire_owned() => match permit {
                 Ok(permit) => permit,
                 Err(_) => break None,

@@ -139,6 +139,9 @@ async fn paths_skip_empty_segments_and_reject_bad_escapes() {
         http_once(s.addr, "GET", "//_now///", &[], b"").await.status,
         200
     );
+    // A bad escape is reported even where no route would match.
+    let r = http_once(s.addr, "GET", "/nope/%zz/x", &[], b"").await;
+    assert_eq!(r.json()["error"]["id"], "network.http.unexpected_error");
     let r = http_once(
         s.addr,
         "GET",
@@ -495,6 +498,17 @@ async fn query_endpoint_runs_a_full_envelope_with_json_typing() {
     )
     .await;
     assert_ne!(r.json()["requestId"], "mine");
+    // Whatever its type.
+    let r = http_once(
+        s.addr,
+        "POST",
+        "/_query",
+        &[("X-Kuzzle-Request-Id", "q9")],
+        br#"{"controller":"server","action":"now","requestId":7}"#,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["requestId"], "q9");
     // An empty body counts as {}.
     let r = http_once(
         s.addr,
@@ -687,9 +701,11 @@ async fn special_endpoints() {
     .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["result"], serde_json::Value::Null);
-    let r = http_once(s.addr, "HEAD", "/", &[], b"").await;
+    let r = http_once(s.addr, "HEAD", "/", &[("Accept-Encoding", "gzip")], b"").await;
     assert_eq!(r.status_line, "HTTP/1.1 200 OK");
     assert!(r.body.is_empty());
+    assert_eq!(r.header("content-length"), Some("0"));
+    assert_eq!(r.header("content-encoding"), Some("identity"));
     assert_eq!(r.header("x-kuzzle-node"), Some(NODE));
     // `/_healthCheck` (capital C) is the action.
     let r = http_once(s.addr, "GET", "/_healthCheck", &[], b"").await;

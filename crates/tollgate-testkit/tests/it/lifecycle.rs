@@ -148,3 +148,16 @@ async fn ready_reports_503_when_overloaded() {
         200
     );
 }
+
+#[tokio::test]
+async fn ready_with_an_empty_wait_buffer_while_idle() {
+    let s = TestServer::start_with(|c| c.limits.requests_buffer_size = 0, vec![]).await;
+    assert_eq!(
+        http_once(s.addr, "GET", "/_ready", &[], b"").await.status,
+        200
+    );
+    assert_eq!(
+        http_once(s.addr, "GET", "/_now", &[], b"").await.status,
+        200
+    );
+}
