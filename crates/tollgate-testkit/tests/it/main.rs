@@ -1,6 +1,9 @@
 //! End-to-end tests: a real server on 127.0.0.1:0, real sockets, exact bytes.
 
+mod catalog;
 mod http;
 mod lifecycle;
 mod profiles;
+mod roles;
+mod sdk;
 mod ws;
