@@ -11,8 +11,8 @@ use serde_json::{Map, Value, json};
 use tollgate_core::{ActionDef, Context, Controller, route};
 use tollgate_protocol::errors::{
     SERVICES_STORAGE_INDEX_ALREADY_EXISTS, SERVICES_STORAGE_INVALID_COLLECTION_NAME,
-    SERVICES_STORAGE_INVALID_INDEX_NAME, SERVICES_STORAGE_UNEXPECTED_ERROR,
-    SERVICES_STORAGE_UNKNOWN_INDEX,
+    SERVICES_STORAGE_INVALID_INDEX_NAME, SERVICES_STORAGE_TOO_MANY_CHANGES,
+    SERVICES_STORAGE_UNEXPECTED_ERROR, SERVICES_STORAGE_UNKNOWN_INDEX,
 };
 use tollgate_protocol::{KuzzleError, Request};
 use tollgate_storage::{Expect, Op, Store, StoreError};
@@ -169,13 +169,16 @@ impl Catalog {
             }
             match self.store.commit(ops).await {
                 Ok(_) => return Ok(()),
-                Err(StoreError::Conflict { .. }) => continue,
+                Err(StoreError::Conflict { .. }) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(1)).await
+                }
                 Err(e) => return Err(store_error(e)),
             }
         }
-        Err(store_error(StoreError::Unavailable(
-            "too many concurrent catalog changes".into(),
-        )))
+        Err(KuzzleError::new(
+            &SERVICES_STORAGE_TOO_MANY_CHANGES,
+            vec![json!(index)],
+        ))
     }
 
     async fn create_collection(&self, index: &str, collection: &str) -> Result<(), KuzzleError> {
@@ -213,13 +216,16 @@ impl Catalog {
             });
             match self.store.commit(ops).await {
                 Ok(_) => return Ok(()),
-                Err(StoreError::Conflict { .. }) => continue,
+                Err(StoreError::Conflict { .. }) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(1)).await
+                }
                 Err(e) => return Err(store_error(e)),
             }
         }
-        Err(store_error(StoreError::Unavailable(
-            "too many concurrent catalog changes".into(),
-        )))
+        Err(KuzzleError::new(
+            &SERVICES_STORAGE_TOO_MANY_CHANGES,
+            vec![json!(index)],
+        ))
     }
 }
 

@@ -139,7 +139,7 @@ fn with_info(mut source: Map<String, Value>, info: Value) -> Value {
 fn mget_ids(req: &Request, limit: u64) -> Result<Vec<String>, KuzzleError> {
     let body = req.required_body()?;
     let ids = match body.get("ids") {
-        None | Some(Value::Null) => return Err(KuzzleError::missing_argument("body.ids")),
+        None => return Err(KuzzleError::missing_argument("body.ids")),
         Some(Value::Array(ids)) => ids,
         Some(_) => return Err(KuzzleError::invalid_type("body.ids", "array")),
     };
@@ -172,7 +172,7 @@ fn search_args(
         }
     };
     let size = match req.integer("size")? {
-        None => 10_000,
+        None => i64::try_from(limit.min(10_000)).unwrap_or(10_000),
         Some(n) if n >= 0 => n,
         Some(_) => {
             return Err(KuzzleError::invalid_argument(
@@ -209,7 +209,7 @@ fn search_args(
             ));
         }
         match body.get(filter) {
-            None | Some(Value::Null) => {}
+            None => {}
             Some(Value::Array(items)) => {
                 names = items
                     .iter()
@@ -227,7 +227,7 @@ fn search_args(
             }
         }
         match body.get("query") {
-            None | Some(Value::Null) => {}
+            None => {}
             Some(q) if *q == json!({}) || *q == json!({"match_all": {}}) => has_query = true,
             Some(_) => {
                 return Err(KuzzleError::invalid_argument(
@@ -270,8 +270,10 @@ impl SecurityController {
         let retries = retry_on_conflict(req)?;
         let force = req.boolean("force")?.unwrap_or(false);
         req.boolean("strict")?;
+        let snapshot = self.cache.snapshot();
         let checks = ProfileChecks {
             store: self.store.as_ref(),
+            known_roles: Some(snapshot.as_ref()),
             catalog: &self.catalog,
             check_catalog: !force && body.contains_key("policies"),
         };
@@ -341,8 +343,10 @@ impl SecurityController {
         check_refresh(req)?;
         let force = req.boolean("force")?.unwrap_or(false);
         req.boolean("strict")?;
+        let snapshot = self.cache.snapshot();
         let checks = ProfileChecks {
             store: self.store.as_ref(),
+            known_roles: Some(snapshot.as_ref()),
             catalog: &self.catalog,
             check_catalog: !force,
         };

@@ -15,8 +15,10 @@ use crate::native::native_actions;
 use crate::rights::RoleRights;
 use crate::{ROLE, store_error};
 
-/// Keys of a body that are never stored.
+/// Keys of a profile body that are never stored.
 pub const RESERVED_KEYS: &[&str] = &["_id", "_version", "_kuzzle_info", "optimizedPolicies"];
+/// Keys of a role body that are never stored.
+pub const ROLE_RESERVED_KEYS: &[&str] = &["_id", "_version", "_kuzzle_info"];
 
 /// Largest integer a `rateLimit` may hold (2^53 − 1, as JSON numbers in JavaScript).
 const MAX_SAFE_INTEGER: i64 = 9_007_199_254_740_991;
@@ -110,7 +112,7 @@ fn ordered_role(body: &Map<String, Value>) -> Map<String, Value> {
         body.get("controllers").cloned().unwrap_or(Value::Null),
     );
     for (k, v) in body {
-        if k != "controllers" && !RESERVED_KEYS.contains(&k.as_str()) {
+        if k != "controllers" && !ROLE_RESERVED_KEYS.contains(&k.as_str()) {
             out.insert(k.clone(), v.clone());
         }
     }
@@ -120,6 +122,8 @@ fn ordered_role(body: &Map<String, Value>) -> Map<String, Value> {
 /// What profile validation needs from the outside world.
 pub struct ProfileChecks<'a> {
     pub store: &'a dyn Store,
+    /// This node's cache, when available: roles it holds need no store lookup.
+    pub known_roles: Option<&'a crate::cache::SecuritySnapshot>,
     pub catalog: &'a Catalog,
     /// Whether restrictions are checked against the catalog (V6f/V6h).
     pub check_catalog: bool,
@@ -174,17 +178,35 @@ pub async fn profile(
             }
         }
     }
-    // V4
-    let found = checks
-        .store
-        .mget(ROLE, &role_ids)
-        .await
-        .map_err(store_error)?;
-    if let Some((missing, _)) = role_ids.iter().zip(&found).find(|(_, doc)| doc.is_none()) {
-        return Err(KuzzleError::new(
-            &SECURITY_ROLE_NOT_FOUND,
-            vec![json!(missing)],
-        ));
+    // V4: roles this node's cache knows are taken as existing (the write re-checks them in its
+    // transaction); the others are looked up in the store, which is authoritative.
+    let unknown: Vec<String> = role_ids
+        .iter()
+        .filter(|r| {
+            !checks
+                .known_roles
+                .is_some_and(|known| known.roles.contains_key(r.as_str()))
+        })
+        .cloned()
+        .collect();
+    if !unknown.is_empty() {
+        let found = checks
+            .store
+            .mget(ROLE, &unknown)
+            .await
+            .map_err(store_error)?;
+        let missing: Vec<&String> = unknown
+            .iter()
+            .zip(&found)
+            .filter(|(_, d)| d.is_none())
+            .map(|(r, _)| r)
+            .collect();
+        if let Some(first) = role_ids.iter().find(|r| missing.contains(r)) {
+            return Err(KuzzleError::new(
+                &SECURITY_ROLE_NOT_FOUND,
+                vec![json!(first)],
+            ));
+        }
     }
     // V5
     let rate_limit = rate_limit(doc.get("rateLimit"))?;
@@ -303,7 +325,7 @@ fn rate_limit(value: Option<&Value>) -> Result<i64, KuzzleError> {
             .map(|f| f as i64)
     });
     match integral {
-        Some(i) if i.abs() > MAX_SAFE_INTEGER => {
+        Some(i) if i.unsigned_abs() > MAX_SAFE_INTEGER.unsigned_abs() => {
             Err(KuzzleError::invalid_type("rateLimit", "integer"))
         }
         Some(i) if i < 0 => Err(KuzzleError::invalid_argument(

@@ -41,13 +41,12 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (kind, id)
      ) WITHOUT ROWID;
      CREATE TABLE changes (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        seq INTEGER PRIMARY KEY,
         kind TEXT NOT NULL,
         id TEXT NOT NULL,
         version INTEGER NOT NULL,
         deleted INTEGER NOT NULL
-     );
-     CREATE TABLE kind_seq (kind TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID;",
+     );",
 ];
 
 /// How durable commits are.
@@ -189,19 +188,40 @@ fn current_version(tx: &Connection, kind: &str, id: &str) -> Result<Option<u64>,
 }
 
 fn last_seq(conn: &Connection) -> Result<u64, StoreError> {
+    // Sequence numbers are the change log's rowids. Pruning never removes the newest entry, so the
+    // maximum only grows and rowids are never reused.
     let seq: Option<i64> = conn
-        .query_row(
-            "SELECT seq FROM sqlite_sequence WHERE name = 'changes'",
-            [],
-            |r| r.get(0),
-        )
-        .optional()
+        .query_row("SELECT MAX(seq) FROM changes", [], |r| r.get(0))
         .map_err(unavailable)?;
     Ok(seq.map_or(0, |s| u64::try_from(s).unwrap_or(0)))
 }
 
 /// Applies one batch inside the current transaction. Returns the result and the changes to publish.
-fn apply(tx: &Connection, ops: &[Op]) -> Result<(Committed, Vec<Change>), StoreError> {
+/// The sequence number of the last change of each kind. Kept by the writer thread (the only writer of
+/// the file) instead of in a table, which saves a page write per commit; rebuilt from the change log at
+/// open. A kind whose last change was pruned counts as unchanged since then, which holds for any guard
+/// taken from a recent snapshot.
+type KindSeq = std::collections::HashMap<String, u64>;
+
+fn load_kind_seq(conn: &Connection) -> Result<KindSeq, StoreError> {
+    let mut stmt = conn
+        .prepare("SELECT kind, MAX(seq) FROM changes GROUP BY kind")
+        .map_err(unavailable)?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+        .map_err(unavailable)?;
+    rows.map(|r| {
+        r.map(|(k, s)| (k, u64::try_from(s).unwrap_or(0)))
+            .map_err(unavailable)
+    })
+    .collect()
+}
+
+fn apply(
+    tx: &Connection,
+    ops: &[Op],
+    kind_seq: &KindSeq,
+) -> Result<(Committed, Vec<Change>), StoreError> {
     for (index, op) in ops.iter().enumerate() {
         let ok = match op {
             Op::Put {
@@ -210,15 +230,7 @@ fn apply(tx: &Connection, ops: &[Op]) -> Result<(Committed, Vec<Change>), StoreE
             | Op::Delete { kind, id, expect }
             | Op::Check { kind, id, expect } => expect.holds(current_version(tx, kind, id)?),
             Op::KindUnchanged { kind, since } => {
-                let seq: Option<i64> = tx
-                    .query_row(
-                        "SELECT seq FROM kind_seq WHERE kind = ?1",
-                        params![kind],
-                        |r| r.get(0),
-                    )
-                    .optional()
-                    .map_err(unavailable)?;
-                seq.map_or(0, |s| u64::try_from(s).unwrap_or(0)) <= *since
+                kind_seq.get(*kind).copied().unwrap_or(0) <= *since
             }
         };
         if !ok {
@@ -290,13 +302,7 @@ fn log_change(
         params![kind, id, version as i64, deleted],
     )
     .map_err(unavailable)?;
-    let seq = u64::try_from(tx.last_insert_rowid()).unwrap_or(0);
-    tx.execute(
-        "INSERT INTO kind_seq (kind, seq) VALUES (?1, ?2) ON CONFLICT (kind) DO UPDATE SET seq = excluded.seq",
-        params![kind, seq as i64],
-    )
-    .map_err(unavailable)?;
-    Ok(seq)
+    Ok(u64::try_from(tx.last_insert_rowid()).unwrap_or(0))
 }
 
 fn write_loop(
@@ -305,6 +311,16 @@ fn write_loop(
     feed: broadcast::Sender<Arc<Change>>,
 ) {
     let mut commits: u64 = 0;
+    let mut kind_seq = match load_kind_seq(&conn) {
+        Ok(k) => k,
+        Err(error) => {
+            tracing::error!(%error, "cannot read the change log; the store refuses writes");
+            for job in jobs {
+                let _ = job.reply.send(Err(error.clone()));
+            }
+            return;
+        }
+    };
     while let Ok(first) = jobs.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -313,7 +329,7 @@ fn write_loop(
                 Err(_) => break,
             }
         }
-        let outcome = commit_group(&mut conn, &group);
+        let outcome = commit_group(&mut conn, &group, &mut kind_seq);
         match outcome {
             Ok(results) => {
                 for (job, (result, changes)) in group.into_iter().zip(results) {
@@ -339,16 +355,25 @@ fn write_loop(
 
 type JobResult = (Result<Committed, StoreError>, Vec<Change>);
 
-fn commit_group(conn: &mut Connection, group: &[Job]) -> Result<Vec<JobResult>, StoreError> {
+fn commit_group(
+    conn: &mut Connection,
+    group: &[Job],
+    kind_seq: &mut KindSeq,
+) -> Result<Vec<JobResult>, StoreError> {
+    // Batches of the group see each other's changes; the map is only updated once the group commits.
+    let mut pending = kind_seq.clone();
     let mut tx = conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .map_err(unavailable)?;
     let mut results = Vec::with_capacity(group.len());
     for job in group {
         let sp = tx.savepoint().map_err(unavailable)?;
-        match apply(&sp, &job.ops) {
+        match apply(&sp, &job.ops, &pending) {
             Ok((committed, changes)) => {
                 sp.commit().map_err(unavailable)?;
+                for change in &changes {
+                    pending.insert(change.kind.clone(), change.seq);
+                }
                 results.push((Ok(committed), changes));
             }
             Err(e @ StoreError::Conflict { .. }) => {
@@ -360,6 +385,7 @@ fn commit_group(conn: &mut Connection, group: &[Job]) -> Result<Vec<JobResult>, 
     }
     tx.set_drop_behavior(rusqlite::DropBehavior::Commit);
     tx.commit().map_err(unavailable)?;
+    *kind_seq = pending;
     Ok(results)
 }
 

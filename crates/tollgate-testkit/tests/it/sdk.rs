@@ -1,0 +1,177 @@
+//! The official Kuzzle JavaScript SDK (`kuzzle-sdk` 7.17.1, pinned in `sdk-tests/package.json`)
+//! drives the security profile lifecycle against a real server, over its `WebSocket` and `Http`
+//! protocols: `sdk-tests/profile_lifecycle.mjs` run with Node.js.
+//!
+//! Without Node.js on the PATH the tests print a `SKIPPED` line and pass. When
+//! `sdk-tests/node_modules` lacks the SDK, `npm ci` installs it first (once per test run).
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use tollgate_testkit::TestServer;
+
+/// How long one run of the SDK script may take (the script gives up by itself after 20 s).
+const NODE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long `npm ci` may take.
+const NPM_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The result of the one `npm ci` of this test run, shared by the tests.
+static INSTALL: OnceLock<Result<(), String>> = OnceLock::new();
+
+/// The repository root (`crates/tollgate-testkit/../..`).
+fn repo_root() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .ancestors()
+        .nth(2)
+        .unwrap_or_else(|| panic!("no repository root above {}", manifest.display()))
+        .to_path_buf()
+}
+
+/// A finished (or killed) child process.
+struct Finished {
+    success: bool,
+    status: String,
+    stdout: String,
+    stderr: String,
+}
+
+impl Finished {
+    fn describe(&self) -> String {
+        format!(
+            "status: {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.status, self.stdout, self.stderr
+        )
+    }
+}
+
+fn read_all(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = pipe.read_to_end(&mut bytes);
+        String::from_utf8_lossy(&bytes).into_owned()
+    })
+}
+
+/// Runs `command` to completion, killing it after `timeout`. Blocking.
+fn run(mut command: Command, timeout: Duration) -> Result<Finished, String> {
+    let shown = format!("{command:?}");
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run {shown}: {e}"))?;
+    let stdout = child.stdout.take().map(read_all);
+    let stderr = child.stderr.take().map(read_all);
+    let deadline = Instant::now() + timeout;
+    let (success, status) = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break (status.success(), status.to_string()),
+            Ok(None) if Instant::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break (false, format!("killed after {timeout:?}"));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break (false, format!("wait failed: {e}"));
+            }
+        }
+    };
+    let join = |h: Option<std::thread::JoinHandle<String>>| {
+        h.map(|h| h.join().unwrap_or_default()).unwrap_or_default()
+    };
+    Ok(Finished {
+        success,
+        status,
+        stdout: join(stdout),
+        stderr: join(stderr),
+    })
+}
+
+fn node_available() -> bool {
+    Command::new("node")
+        .arg("--version")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Installs the SDK with `npm ci` in `sdk-tests/` unless it is already there. Blocking.
+fn install_sdk(sdk_dir: &Path) -> Result<(), String> {
+    if sdk_dir
+        .join("node_modules/kuzzle-sdk/package.json")
+        .is_file()
+    {
+        return Ok(());
+    }
+    let mut npm = Command::new("npm");
+    npm.args(["ci", "--no-audit", "--no-fund"])
+        .current_dir(sdk_dir);
+    let out = run(npm, NPM_TIMEOUT)?;
+    if out.success {
+        Ok(())
+    } else {
+        Err(format!(
+            "`npm ci --no-audit --no-fund` failed in {}\n{}",
+            sdk_dir.display(),
+            out.describe()
+        ))
+    }
+}
+
+/// Runs `sdk-tests/profile_lifecycle.mjs` with the SDK's `protocol` (`websocket` or `http`)
+/// against a fresh server.
+async fn profile_lifecycle(test: &str, protocol: &'static str) {
+    if !node_available() {
+        eprintln!("SKIPPED {test}: Node.js not found (no `node` on the PATH)");
+        return;
+    }
+    let root = repo_root();
+    let sdk_dir = root.join("sdk-tests");
+    let installed =
+        tokio::task::spawn_blocking(move || INSTALL.get_or_init(|| install_sdk(&sdk_dir)).clone())
+            .await
+            .unwrap_or_else(|e| panic!("npm ci task: {e}"));
+    if let Err(e) = installed {
+        panic!("{test}: cannot install the Kuzzle SDK: {e}");
+    }
+
+    let server = TestServer::start().await;
+    let port = server.addr.port().to_string();
+    let mut node = Command::new("node");
+    node.arg("sdk-tests/profile_lifecycle.mjs")
+        .args(["127.0.0.1", port.as_str(), protocol])
+        .current_dir(&root);
+    let out = tokio::task::spawn_blocking(move || run(node, NODE_TIMEOUT))
+        .await
+        .unwrap_or_else(|e| panic!("node task: {e}"))
+        .unwrap_or_else(|e| panic!("{test}: {e}"));
+    server.stop().await;
+
+    let expected = format!("ok {protocol}");
+    assert!(
+        out.success && out.stdout.lines().any(|l| l.trim() == expected),
+        "{test}: the SDK script did not print `{expected}` and exit 0\n{}",
+        out.describe()
+    );
+}
+
+#[tokio::test]
+async fn sdk_profile_lifecycle_websocket() {
+    profile_lifecycle("sdk_profile_lifecycle_websocket", "websocket").await;
+}
+
+#[tokio::test]
+async fn sdk_profile_lifecycle_http() {
+    profile_lifecycle("sdk_profile_lifecycle_http", "http").await;
+}
