@@ -19,6 +19,49 @@ impl Protocol {
     }
 }
 
+/// Tokens that authenticated requests on one WebSocket, with their expiry (epoch ms). The socket sends
+/// a `TokenExpired` notification when one expires; `auth:logout` unlinks its token.
+#[derive(Debug, Default)]
+pub struct TokenLinks {
+    links: std::sync::Mutex<std::collections::HashMap<String, u64>>,
+    changed: tokio::sync::Notify,
+}
+
+impl TokenLinks {
+    /// Links `token` (expiring at `expires_at` ms) to the socket.
+    pub fn link(&self, token: &str, expires_at: u64) {
+        let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
+        if links.insert(token.to_owned(), expires_at).is_none() {
+            self.changed.notify_one();
+        }
+    }
+
+    /// Unlinks `token` (logout).
+    pub fn unlink(&self, token: &str) {
+        let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
+        links.remove(token);
+    }
+
+    /// The earliest expiry among linked tokens.
+    pub fn next_expiry(&self) -> Option<u64> {
+        let links = self.links.lock().unwrap_or_else(|p| p.into_inner());
+        links.values().min().copied()
+    }
+
+    /// Removes and counts the tokens expired at `now` (epoch ms).
+    pub fn take_expired(&self, now: u64) -> usize {
+        let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
+        let before = links.len();
+        links.retain(|_, expires| *expires > now);
+        before - links.len()
+    }
+
+    /// Resolves when a token is linked.
+    pub async fn changed(&self) {
+        self.changed.notified().await
+    }
+}
+
 /// What is known about the connection a request came from.
 #[derive(Debug, Clone)]
 pub struct ConnectionInfo {
@@ -28,6 +71,8 @@ pub struct ConnectionInfo {
     pub peer: Option<SocketAddr>,
     /// The `Origin` header of the request, or of the WebSocket upgrade.
     pub origin: Option<String>,
+    /// WebSocket only: tokens used on this socket, for the `TokenExpired` notification.
+    pub token_links: Option<Arc<TokenLinks>>,
 }
 
 impl ConnectionInfo {
@@ -37,6 +82,7 @@ impl ConnectionInfo {
             protocol,
             peer,
             origin,
+            token_links: None,
         }
     }
 }
@@ -51,6 +97,8 @@ pub struct Caller {
     pub kuid: String,
     /// The token the request was authenticated with, if any.
     pub token: Option<String>,
+    /// When that token expires (epoch ms); `None` for anonymous or a token that never expires.
+    pub expires_at: Option<u64>,
 }
 
 impl Caller {
@@ -58,6 +106,7 @@ impl Caller {
         Self {
             kuid: ANONYMOUS_KUID.to_owned(),
             token: None,
+            expires_at: None,
         }
     }
 

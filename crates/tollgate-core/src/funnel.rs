@@ -109,6 +109,11 @@ impl Funnel {
         let _slot = self.admit().await?;
 
         let caller = self.gate.authenticate(req, conn).await?;
+        if let (Some(links), Some(token), Some(expires_at)) =
+            (&conn.token_links, &caller.token, caller.expires_at)
+        {
+            links.link(token, expires_at);
+        }
         self.gate.authorize(req, &caller).await?;
         self.gate.rate_limit(req, &caller, conn).await?;
 

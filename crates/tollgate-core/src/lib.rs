@@ -15,7 +15,7 @@ pub mod router;
 pub mod shutdown;
 pub mod upgrade;
 
-pub use context::{ANONYMOUS_KUID, Caller, ConnectionInfo, Context, Protocol};
+pub use context::{ANONYMOUS_KUID, Caller, ConnectionInfo, Context, Protocol, TokenLinks};
 pub use funnel::{Funnel, FunnelConfig};
 pub use gate::{Gate, OpenGate};
 pub use router::{ActionDef, Controller, HttpRoute, RouteEntry, Router, route};

@@ -207,6 +207,7 @@ impl HttpFrontend {
                 .as_ref()
                 .and_then(|o| o.to_str().ok())
                 .map(str::to_owned),
+            token_links: None,
         });
 
         let verb = match *req.method() {
@@ -395,6 +396,7 @@ impl HttpFrontend {
             protocol: Protocol::WebSocket,
             peer: conn.peer,
             origin: conn.origin.clone(),
+            token_links: Some(Arc::default()),
         };
         self.shutdown.spawn(async move {
             match on_upgrade.await {

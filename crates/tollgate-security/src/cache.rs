@@ -7,12 +7,29 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use dashmap::DashMap;
 use serde_json::{Map, Value};
 use tokio::sync::watch;
 use tollgate_storage::{Doc, FeedEvent, Store, StoreError};
 
 use crate::rights::{ProfileRights, RoleLookup, RoleRights};
-use crate::{PROFILE, ROLE};
+use crate::{PROFILE, ROLE, TOKEN, USER};
+
+/// A recorded token: its user and expiry (epoch ms, -1 = never).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRecord {
+    pub kuid: String,
+    pub expires_at: i64,
+}
+
+impl TokenRecord {
+    fn from_doc(doc: &Doc) -> Option<Self> {
+        Some(Self {
+            kuid: doc.body.get("kuid")?.as_str()?.to_owned(),
+            expires_at: doc.body.get("expiresAt")?.as_i64()?,
+        })
+    }
+}
 
 /// A cached role: the stored document and its parsed rights.
 #[derive(Debug, Clone)]
@@ -81,8 +98,13 @@ impl SecuritySnapshot {
 }
 
 /// The cache, shared by the security controller and the rights check.
+///
+/// Roles and profiles form one snapshot (few, read on every request); users and tokens (many) are
+/// concurrent maps updated in place from the same change feed.
 pub struct SecurityCache {
     current: ArcSwap<SecuritySnapshot>,
+    users: DashMap<String, Arc<Doc>>,
+    tokens: DashMap<String, TokenRecord>,
     applied: watch::Sender<u64>,
 }
 
@@ -101,26 +123,36 @@ impl SecurityCache {
     /// Loads the cache from `store` and keeps following its change feed in a background task.
     pub async fn start(store: Arc<dyn Store>) -> Result<Arc<Self>, StoreError> {
         let mut feed = store.subscribe(0);
-        let snapshot = load(store.as_ref()).await?;
-        feed.skip_through(snapshot.seq);
-        let (applied, _) = watch::channel(snapshot.seq);
+        let (applied, _) = watch::channel(0);
         let cache = Arc::new(Self {
-            current: ArcSwap::from_pointee(snapshot),
+            current: ArcSwap::from_pointee(SecuritySnapshot::default()),
+            users: DashMap::new(),
+            tokens: DashMap::new(),
             applied,
         });
+        let seq = cache.reload(store.as_ref()).await?;
+        feed.skip_through(seq);
         let weak = Arc::downgrade(&cache);
         tokio::spawn(async move {
             while let Some(event) = feed.next().await {
                 let Some(cache) = weak.upgrade() else { return };
-                let mut next = (*cache.current.load_full()).clone();
+                let mut next: Option<SecuritySnapshot> = None;
+                let mut seq = None;
                 let mut resync = false;
                 let mut event = Some(event);
                 // Apply every change already waiting before publishing one new snapshot.
                 while let Some(e) = event.take() {
                     match e {
                         FeedEvent::Change(change) => {
-                            next.apply(&change.kind, &change.id, change.doc.as_ref());
-                            next.seq = change.seq;
+                            let doc = change.doc.as_ref();
+                            match change.kind.as_str() {
+                                ROLE | PROFILE => next
+                                    .get_or_insert_with(|| (*cache.current.load_full()).clone())
+                                    .apply(&change.kind, &change.id, doc),
+                                USER | TOKEN => cache.apply_entry(&change.kind, &change.id, doc),
+                                _ => {}
+                            }
+                            seq = Some(change.seq);
                         }
                         FeedEvent::Resync => resync = true,
                     }
@@ -128,10 +160,10 @@ impl SecurityCache {
                 }
                 if resync {
                     feed = store.subscribe(0);
-                    match load(store.as_ref()).await {
-                        Ok(snapshot) => {
-                            feed.skip_through(snapshot.seq);
-                            next = snapshot;
+                    match cache.reload(store.as_ref()).await {
+                        Ok(reloaded) => {
+                            feed.skip_through(reloaded);
+                            continue;
                         }
                         Err(error) => {
                             tracing::error!(%error, "security cache resync failed; retrying");
@@ -141,12 +173,96 @@ impl SecurityCache {
                         }
                     }
                 }
-                let seq = next.seq;
-                cache.current.store(Arc::new(next));
-                cache.applied.send_replace(seq);
+                if let Some(mut next) = next {
+                    if let Some(seq) = seq {
+                        next.seq = seq;
+                    }
+                    cache.current.store(Arc::new(next));
+                }
+                if let Some(seq) = seq {
+                    cache.applied.send_replace(seq);
+                }
             }
         });
         Ok(cache)
+    }
+
+    /// Replaces everything with a fresh load from the store; returns its sequence number.
+    async fn reload(&self, store: &dyn Store) -> Result<u64, StoreError> {
+        let raw = store.snapshot(&[ROLE, PROFILE, USER, TOKEN]).await?;
+        let mut snapshot = SecuritySnapshot {
+            seq: raw.seq,
+            ..SecuritySnapshot::default()
+        };
+        self.users.clear();
+        self.tokens.clear();
+        for (kind, doc) in &raw.docs {
+            match kind.as_str() {
+                ROLE | PROFILE => snapshot.apply(kind, &doc.id, Some(doc)),
+                _ => self.apply_entry(kind, &doc.id, Some(doc)),
+            }
+        }
+        self.current.store(Arc::new(snapshot));
+        self.applied.send_replace(raw.seq);
+        Ok(raw.seq)
+    }
+
+    fn apply_entry(&self, kind: &str, id: &str, doc: Option<&Doc>) {
+        match (kind, doc) {
+            (USER, Some(doc)) => {
+                self.users.insert(id.to_owned(), Arc::new(doc.clone()));
+            }
+            (USER, None) => {
+                self.users.remove(id);
+            }
+            (TOKEN, Some(doc)) => {
+                if let Some(record) = TokenRecord::from_doc(doc) {
+                    self.tokens.insert(id.to_owned(), record);
+                }
+            }
+            (TOKEN, None) => {
+                self.tokens.remove(id);
+            }
+            _ => {}
+        }
+    }
+
+    /// A stored user.
+    pub fn user(&self, kuid: &str) -> Option<Arc<Doc>> {
+        self.users.get(kuid).map(|u| Arc::clone(u.value()))
+    }
+
+    /// Whether some user holds profile `admin`.
+    pub fn admin_exists(&self) -> bool {
+        self.users.iter().any(|u| {
+            u.body
+                .get("profileIds")
+                .and_then(Value::as_array)
+                .is_some_and(|p| p.iter().any(|id| id.as_str() == Some("admin")))
+        })
+    }
+
+    /// The recorded token with this id (see [`crate::tokens::token_id`]).
+    pub fn token(&self, id: &str) -> Option<TokenRecord> {
+        self.tokens.get(id).map(|t| t.value().clone())
+    }
+
+    /// Ids of every recorded token, with their records (for purging and global logout).
+    pub fn tokens_of(&self, kuid: &str) -> Vec<String> {
+        self.tokens
+            .iter()
+            .filter(|t| t.kuid == kuid)
+            .map(|t| t.key().clone())
+            .collect()
+    }
+
+    /// Ids of the tokens expired at `now_ms`.
+    pub fn expired_tokens(&self, now_ms: i64) -> Vec<String> {
+        self.tokens
+            .iter()
+            .filter(|t| t.expires_at >= 0 && t.expires_at <= now_ms)
+            .map(|t| t.key().clone())
+            .collect()
     }
 
     /// The current snapshot.
@@ -163,16 +279,4 @@ impl SecurityCache {
             tracing::warn!(seq, "security cache did not apply a change in time");
         }
     }
-}
-
-async fn load(store: &dyn Store) -> Result<SecuritySnapshot, StoreError> {
-    let raw = store.snapshot(&[ROLE, PROFILE]).await?;
-    let mut snapshot = SecuritySnapshot {
-        seq: raw.seq,
-        ..SecuritySnapshot::default()
-    };
-    for (kind, doc) in &raw.docs {
-        snapshot.apply(kind, &doc.id, Some(doc));
-    }
-    Ok(snapshot)
 }

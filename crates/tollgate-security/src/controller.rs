@@ -21,6 +21,7 @@ use tollgate_protocol::{ArgRef, KuzzleError, Request};
 use tollgate_storage::{Committed, Doc, Expect, Op, Store, StoreError};
 
 use crate::cache::SecurityCache;
+use crate::passwords::Passwords;
 use crate::rights::rights_listing;
 use crate::validate::{self, ProfileChecks, RESERVED_KEYS};
 use crate::{BUILT_INS, PROFILE, ROLE, USER, created_info, store_error, updated_info};
@@ -44,10 +45,13 @@ impl Default for SecurityConfig {
 const REPLACE_ATTEMPTS: usize = 10;
 
 pub struct SecurityController {
-    store: Arc<dyn Store>,
-    cache: Arc<SecurityCache>,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) cache: Arc<SecurityCache>,
     catalog: Catalog,
     config: SecurityConfig,
+    pub(crate) passwords: Passwords,
+    /// Serializes createFirstAdmin on this node.
+    pub(crate) first_admin: tokio::sync::Mutex<()>,
 }
 
 impl SecurityController {
@@ -56,17 +60,20 @@ impl SecurityController {
         cache: Arc<SecurityCache>,
         catalog: Catalog,
         config: SecurityConfig,
+        passwords: Passwords,
     ) -> Self {
         Self {
             store,
             cache,
             catalog,
             config,
+            passwords,
+            first_admin: tokio::sync::Mutex::new(()),
         }
     }
 
     /// Commits, then waits until this node's cache has the change.
-    async fn commit(&self, ops: Vec<Op>) -> Result<Committed, StoreError> {
+    pub(crate) async fn commit(&self, ops: Vec<Op>) -> Result<Committed, StoreError> {
         let committed = self.store.commit(ops).await?;
         self.cache.wait_for(committed.seq).await;
         Ok(committed)
@@ -74,7 +81,7 @@ impl SecurityController {
 }
 
 /// `{_id, _version, _source}`.
-fn doc_result(id: &str, version: u64, source: &Value) -> Value {
+pub(crate) fn doc_result(id: &str, version: u64, source: &Value) -> Value {
     json!({"_id": id, "_version": version, "_source": source})
 }
 
@@ -87,7 +94,7 @@ fn too_many_changes(id: &str) -> KuzzleError {
 }
 
 /// `refresh`: `"wait_for"`, `false` or `"false"` (HTTP: a bare `?refresh` is `wait_for`).
-fn check_refresh(req: &Request) -> Result<(), KuzzleError> {
+pub(crate) fn check_refresh(req: &Request) -> Result<(), KuzzleError> {
     let ok = match req.arg("refresh") {
         None => true,
         Some(ArgRef::Json(Value::String(s))) => s == "wait_for" || s == "false",
@@ -108,7 +115,7 @@ fn check_refresh(req: &Request) -> Result<(), KuzzleError> {
 }
 
 /// `retryOnConflict`: an integer in 0..=100, default 10.
-fn retry_on_conflict(req: &Request) -> Result<u32, KuzzleError> {
+pub(crate) fn retry_on_conflict(req: &Request) -> Result<u32, KuzzleError> {
     match req.integer("retryOnConflict")? {
         None => Ok(10),
         Some(n) => u32::try_from(n).ok().filter(|n| *n <= 100).ok_or_else(|| {
@@ -118,7 +125,7 @@ fn retry_on_conflict(req: &Request) -> Result<u32, KuzzleError> {
 }
 
 /// A short random pause between compare-and-swap attempts.
-async fn backoff() {
+pub(crate) async fn backoff() {
     let micros = rand::rng().random_range(100..2000);
     tokio::time::sleep(Duration::from_micros(micros)).await;
 }
@@ -724,6 +731,28 @@ impl Controller for SecurityController {
             ActionDef::new("mGetRoles", &[route("POST", "/roles/_mGet")]),
             ActionDef::new("searchRoles", &[route("POST", "/roles/_search")]),
             ActionDef::new("deleteRole", &[route("DELETE", "/roles/:_id")]),
+            ActionDef::new(
+                "createUser",
+                &[
+                    route("POST", "/users/_create"),
+                    route("POST", "/users/:_id/_create"),
+                ],
+            ),
+            ActionDef::new(
+                "createFirstAdmin",
+                &[
+                    route("POST", "/_createFirstAdmin"),
+                    route("POST", "/_createFirstAdmin/:_id"),
+                ],
+            ),
+            ActionDef::new(
+                "restrictDefaultRights",
+                &[route("POST", "/_restrictDefaultRights")],
+            ),
+            ActionDef::new("getUser", &[route("GET", "/users/:_id")]),
+            ActionDef::new("updateUser", &[route("PUT", "/users/:_id/_update")]),
+            ActionDef::new("deleteUser", &[route("DELETE", "/users/:_id")]),
+            ActionDef::new("getUserRights", &[route("GET", "/users/:_id/_rights")]),
         ]
     }
 
@@ -744,6 +773,13 @@ impl Controller for SecurityController {
             "mGetRoles" => self.mget_roles(req),
             "searchRoles" => self.search_roles(req),
             "deleteRole" => self.delete_role(req).await,
+            "createUser" => self.create_user(req, ctx).await,
+            "createFirstAdmin" => self.create_first_admin(req, ctx).await,
+            "restrictDefaultRights" => self.restrict_default_rights(ctx).await,
+            "getUser" => self.get_user(req),
+            "updateUser" => self.update_user(req, ctx).await,
+            "deleteUser" => self.delete_user(req).await,
+            "getUserRights" => self.user_rights(req),
             other => Err(KuzzleError::internal(format!(
                 "security:{other} is not routed here"
             ))),

@@ -7,10 +7,15 @@
 //! - [`controller`]: the `security` actions;
 //! - [`native`]: the Kuzzle API table role validation checks against.
 
+pub mod auth;
 pub mod cache;
 pub mod controller;
+pub mod gate;
 pub mod native;
+pub mod passwords;
 pub mod rights;
+pub mod tokens;
+pub mod users;
 pub mod validate;
 
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -20,8 +25,11 @@ use tollgate_protocol::KuzzleError;
 use tollgate_protocol::errors::SERVICES_STORAGE_UNEXPECTED_ERROR;
 use tollgate_storage::{Expect, Op, Store, StoreError};
 
+pub use auth::{AuthController, TokenConfig};
 pub use cache::{SecurityCache, SecuritySnapshot};
 pub use controller::{SecurityConfig, SecurityController};
+pub use gate::{GateConfig, SecurityGate};
+pub use passwords::{HashCost, Passwords};
 
 /// Store kind of roles.
 pub const ROLE: &str = "role";
@@ -29,6 +37,14 @@ pub const ROLE: &str = "role";
 pub const PROFILE: &str = "profile";
 /// Store kind of users.
 pub const USER: &str = "user";
+/// Store kind of recorded tokens (id: SHA-256 of the token).
+pub const TOKEN: &str = "token";
+/// Store kind of local credentials (id: username).
+pub const CREDENTIAL: &str = "credential";
+/// Store kind of the username of each user with local credentials (id: kuid).
+pub const LOGIN: &str = "login";
+/// Store kind of server-wide settings (the token secret).
+pub const META: &str = "meta";
 
 /// The built-in roles and profiles, which cannot be deleted.
 pub const BUILT_INS: &[&str] = &["admin", "default", "anonymous"];

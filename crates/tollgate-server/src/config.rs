@@ -47,6 +47,44 @@ pub struct Config {
     pub limits: LimitsSection,
     pub log: LogSection,
     pub storage: StorageSection,
+    pub security: SecuritySection,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SecuritySection {
+    /// Token signing secret (`security.authToken.secret`). When absent, 64 random bytes are generated
+    /// at first start and kept in the store, shared by every node.
+    pub jwt_secret: Option<String>,
+    /// Default token lifetime in ms (`security.authToken.expiresIn`, 1 h).
+    pub token_expires_in_ms: i64,
+    /// Largest token lifetime in ms; -1 for no maximum (`security.authToken.maxTTL`).
+    pub token_max_ttl_ms: i64,
+    /// argon2id memory cost in KiB (19 MiB).
+    pub argon2_memory_kib: u32,
+    /// argon2id iterations.
+    pub argon2_iterations: u32,
+    /// argon2id lanes.
+    pub argon2_parallelism: u32,
+    /// `auth:login` per WebSocket connection per second; 0 = unlimited (`limits.loginsPerSecond`).
+    pub logins_per_second: u32,
+    /// `auth:login` per client IP per second over HTTP; 0 = unlimited.
+    pub http_logins_per_second_per_ip: u32,
+}
+
+impl Default for SecuritySection {
+    fn default() -> Self {
+        Self {
+            jwt_secret: None,
+            token_expires_in_ms: 3_600_000,
+            token_max_ttl_ms: -1,
+            argon2_memory_kib: 19 * 1024,
+            argon2_iterations: 2,
+            argon2_parallelism: 1,
+            logins_per_second: 1,
+            http_logins_per_second_per_ip: 10,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -307,6 +345,28 @@ impl Config {
                 "storage.synchronous must be \"full\" or \"off\", not {:?}",
                 self.storage.synchronous
             ));
+        }
+        if self
+            .security
+            .jwt_secret
+            .as_ref()
+            .is_some_and(|s| s.len() < 32)
+        {
+            return bad("security.jwt_secret must be at least 32 bytes".into());
+        }
+        if self.security.token_expires_in_ms == 0 || self.security.token_expires_in_ms < -1 {
+            return bad("security.token_expires_in_ms must be positive, or -1 (never)".into());
+        }
+        if self.security.token_max_ttl_ms == 0 || self.security.token_max_ttl_ms < -1 {
+            return bad("security.token_max_ttl_ms must be positive, or -1 (no maximum)".into());
+        }
+        let cost = tollgate_security::HashCost {
+            memory_kib: self.security.argon2_memory_kib,
+            iterations: self.security.argon2_iterations,
+            parallelism: self.security.argon2_parallelism,
+        };
+        if !cost.is_valid() {
+            return bad("security.argon2_* parameters are not accepted by argon2".into());
         }
         if self.limits.documents_fetch_count == 0 {
             return bad("limits.documents_fetch_count must be at least 1".into());

@@ -17,14 +17,16 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tollgate_catalog::{Catalog, CollectionController, IndexController};
-use tollgate_core::{
-    Controller, Funnel, FunnelConfig, Gate, OpenGate, Router, Shutdown, UpgradeAcceptor,
-};
+use tollgate_core::{Controller, Funnel, FunnelConfig, Gate, Router, Shutdown, UpgradeAcceptor};
 use tollgate_http::{HttpConfig, HttpFrontend};
-use tollgate_security::{SecurityCache, SecurityConfig, SecurityController};
-use tollgate_storage::Store;
+use tollgate_security::tokens::Secret;
+use tollgate_security::{
+    AuthController, GateConfig, HashCost, Passwords, SecurityCache, SecurityConfig,
+    SecurityController, SecurityGate, TokenConfig,
+};
 use tollgate_storage::memory::MemoryStore;
 use tollgate_storage::sqlite::{Durability, SqliteStore};
+use tollgate_storage::{Expect, Op, Store};
 use tollgate_ws::{WsConfig, WsFrontend};
 
 pub use config::{Cli, Config, ConfigError, Settings};
@@ -67,6 +69,8 @@ pub enum StartError {
     Listener(std::io::Error),
     #[error("cannot open the store: {0}")]
     Storage(#[from] tollgate_storage::StoreError),
+    #[error("{0}")]
+    Secret(String),
 }
 
 /// `server:healthCheck` and `server:info` report the store as `storageEngine`.
@@ -128,6 +132,12 @@ impl Server {
         tollgate_security::bootstrap(store.as_ref()).await?;
         let cache = SecurityCache::start(Arc::clone(&store)).await?;
         let catalog = Catalog::new(Arc::clone(&store));
+        let secret = load_secret(store.as_ref(), config.security.jwt_secret.as_deref()).await?;
+        let passwords = Passwords::new(HashCost {
+            memory_kib: config.security.argon2_memory_kib,
+            iterations: config.security.argon2_iterations,
+            parallelism: config.security.argon2_parallelism,
+        });
 
         let routes = Arc::new(OnceLock::new());
         let mut router = Router::new();
@@ -144,6 +154,17 @@ impl Server {
             SecurityConfig {
                 documents_fetch_count: config.limits.documents_fetch_count,
             },
+            passwords.clone(),
+        )));
+        router.register(Arc::new(AuthController::new(
+            Arc::clone(&store),
+            Arc::clone(&cache),
+            secret.clone(),
+            passwords,
+            TokenConfig {
+                default_ttl_ms: config.security.token_expires_in_ms,
+                max_ttl_ms: config.security.token_max_ttl_ms,
+            },
         )));
         router.register(Arc::new(IndexController(catalog.clone())));
         router.register(Arc::new(CollectionController(catalog)));
@@ -153,7 +174,20 @@ impl Server {
         let _ = routes.set(router.route_table());
         let router = Arc::new(router);
 
-        let gate: Arc<dyn Gate> = Arc::new(OpenGate);
+        let gate: Arc<dyn Gate> = Arc::new(SecurityGate::new(
+            Arc::clone(&cache),
+            Arc::clone(&store),
+            secret,
+            GateConfig {
+                logins_per_second: config.security.logins_per_second,
+                http_logins_per_second_per_ip: config.security.http_logins_per_second_per_ip,
+            },
+        ));
+        tokio::spawn(housekeeping(
+            Arc::clone(&cache),
+            Arc::clone(&store),
+            shutdown.clone(),
+        ));
         let funnel = Arc::new(Funnel::new(
             router,
             gate,
@@ -263,6 +297,86 @@ async fn accept_loop(
                 // Typically out of file descriptors: back off instead of spinning.
                 tracing::warn!(%error, "accept failed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// The token signing secret: from configuration, else the one kept in the store, else a new one
+/// (64 random bytes) stored for every node to share.
+async fn load_secret(store: &dyn Store, configured: Option<&str>) -> Result<Secret, StartError> {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use rand::Rng;
+    const META: &str = tollgate_security::META;
+    let invalid = || StartError::Secret("the token secret was refused".into());
+    if let Some(secret) = configured {
+        return Secret::new(secret.as_bytes()).ok_or_else(invalid);
+    }
+    for _ in 0..3 {
+        if let Some(doc) = store.get(META, "jwt_secret").await? {
+            let bytes = doc
+                .body
+                .get("secret")
+                .and_then(serde_json::Value::as_str)
+                .and_then(|s| STANDARD.decode(s).ok())
+                .ok_or_else(|| {
+                    StartError::Secret("the stored token secret is unreadable".into())
+                })?;
+            return Secret::new(&bytes).ok_or_else(invalid);
+        }
+        let mut bytes = [0u8; 64];
+        rand::rng().fill(&mut bytes[..]);
+        let op = Op::Put {
+            kind: META,
+            id: "jwt_secret".into(),
+            body: serde_json::json!({"secret": STANDARD.encode(bytes)}),
+            expect: Expect::Absent,
+        };
+        match store.commit(vec![op]).await {
+            Ok(_) => return Secret::new(&bytes).ok_or_else(invalid),
+            // Another node stored one first: use it.
+            Err(tollgate_storage::StoreError::Conflict { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(StartError::Secret("cannot agree on a token secret".into()))
+}
+
+/// Periodic chores until shutdown: warn while the install is open to anyone, purge expired tokens.
+async fn housekeeping(cache: Arc<SecurityCache>, store: Arc<dyn Store>, shutdown: Shutdown) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = shutdown.triggered() => return,
+            _ = tick.tick() => {}
+        }
+        if !cache.admin_exists() {
+            tracing::warn!(
+                "no admin user exists: anyone can call every action; create one with security:createFirstAdmin (reset: true)"
+            );
+        }
+        let snapshot = cache.snapshot();
+        if snapshot
+            .roles
+            .get("anonymous")
+            .is_some_and(|r| r.rights.allows("*", "*"))
+        {
+            tracing::warn!("the anonymous role grants every action (*:*)");
+        }
+        let now = i64::try_from(tollgate_security::now_ms()).unwrap_or(i64::MAX);
+        for chunk in cache.expired_tokens(now).chunks(500) {
+            let ops = chunk
+                .iter()
+                .map(|id| Op::Delete {
+                    kind: tollgate_security::TOKEN,
+                    id: id.clone(),
+                    expect: Expect::Any,
+                })
+                .collect();
+            if let Err(error) = store.commit(ops).await {
+                tracing::warn!(%error, "purging expired tokens failed");
+                break;
             }
         }
     }

@@ -54,6 +54,9 @@ impl TestServer {
         config.server.node_id = Some(NODE.to_owned());
         config.server.data_dir = data_dir.path().to_owned();
         config.log.level = "warn".to_owned();
+        // Cheap password hashing keeps the suite fast; the production cost is the default.
+        config.security.argon2_memory_kib = 1024;
+        config.security.argon2_iterations = 1;
         tweak(&mut config);
         let settings = config
             .validate()

@@ -178,11 +178,20 @@ where
     tokio::pin!(idle);
 
     let close: Option<(CloseCode, &'static str)> = loop {
+        let links = conn.token_links.as_deref();
         let next = tokio::select! {
             biased;
             _ = overflow.cancelled() => break None,
             _ = inner.shutdown.triggered() => break Some((CloseCode::Away, "server shutting down")),
             _ = &mut idle => break Some((CloseCode::Normal, "idle timeout")),
+            _ = token_expiry(links) => {
+                let expired = links.map_or(0, |l| l.take_expired(epoch_ms()));
+                for _ in 0..expired {
+                    outbox.push(token_expired(&inner.node));
+                }
+                continue;
+            }
+            _ = async { match links { Some(l) => l.changed().await, None => std::future::pending().await } } => continue,
             next = stream.next() => next,
         };
         let message = match next {
@@ -246,6 +255,37 @@ where
     drop(tx);
     drop(outbox);
     let _ = writer.await;
+}
+
+/// Resolves when the earliest token linked to the socket expires; never when there is none.
+async fn token_expiry(links: Option<&tollgate_core::TokenLinks>) {
+    match links.and_then(|l| l.next_expiry()) {
+        Some(at) => {
+            let wait = Duration::from_millis(at.saturating_sub(epoch_ms()));
+            tokio::time::sleep(wait).await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+fn epoch_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// The server notification sent when a token used on the socket expires (`protocol.md` §6).
+fn token_expired(node: &str) -> String {
+    json!({
+        "status": 200,
+        "info": "This is an automated server notification",
+        "message": "Authentication Token Expired",
+        "type": "TokenExpired",
+        "node": node,
+        "room": "kuzzle:notification:server",
+    })
+    .to_string()
 }
 
 const ROOM: Encoding = Encoding {

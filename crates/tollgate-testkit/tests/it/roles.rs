@@ -540,18 +540,21 @@ async fn profile_rights_listing_matches_the_spec_example() {
     let s = TestServer::start().await;
     let mut c = s.ws().await;
     let restricted = json!({"controllers":{"auth":{"actions":{"checkToken":true,"getCurrentUser":true,"getMyRights":true,"login":true}},"server":{"actions":{"publicApi":true,"openapi":true}}}});
+    // The standard anonymous role of `security-model.md` §6, on a profile of its own.
     assert_ok(
         &call(
             &mut c,
-            "createOrReplaceRole",
-            json!({"_id":"anonymous","body":restricted}),
+            "createRole",
+            json!({"_id":"restricted","body":restricted}),
         )
         .await,
     );
+    let profile = json!({"_id":"restricted","body":{"policies":[{"roleId":"restricted"}]}});
+    assert_ok(&call(&mut c, "createProfile", profile).await);
     let r = http_once(
         s.addr,
         "GET",
-        "/profiles/anonymous/_rights",
+        "/profiles/restricted/_rights",
         &[("X-Kuzzle-Request-Id", "g1")],
         b"",
     )

@@ -1,0 +1,323 @@
+//! The `auth` controller (`routes.md` §5): login, logout, checkToken, getCurrentUser, getMyRights,
+//! checkRights.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::{Value, json};
+use tollgate_core::{ActionDef, Context, Controller, route};
+use tollgate_protocol::errors::{
+    PLUGIN_STRATEGY_MISSING_USER, SECURITY_CREDENTIALS_UNKNOWN_STRATEGY,
+    SECURITY_RIGHTS_UNAUTHORIZED, SECURITY_TOKEN_TTL_EXCEEDED,
+};
+use tollgate_protocol::{ArgRef, KuzzleError, Request};
+use tollgate_storage::{Expect, Op, Store, StoreError};
+
+use crate::cache::SecurityCache;
+use crate::gate::{TokenCheck, caller_profiles, check_token, profile_ids};
+use crate::passwords::Passwords;
+use crate::rights::rights_listing;
+use crate::tokens::{self, Secret};
+use crate::{CREDENTIAL, LOGIN, TOKEN, USER, now_ms, store_error};
+
+/// Token lifetimes.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenConfig {
+    /// Default `expiresIn`, in ms (`security.authToken.expiresIn`, 1 h).
+    pub default_ttl_ms: i64,
+    /// Largest `expiresIn` accepted, in ms; -1 for no maximum (`security.authToken.maxTTL`).
+    pub max_ttl_ms: i64,
+}
+
+impl Default for TokenConfig {
+    fn default() -> Self {
+        Self {
+            default_ttl_ms: 3_600_000,
+            max_ttl_ms: -1,
+        }
+    }
+}
+
+pub struct AuthController {
+    store: Arc<dyn Store>,
+    cache: Arc<SecurityCache>,
+    secret: Secret,
+    passwords: Passwords,
+    tokens: TokenConfig,
+}
+
+impl AuthController {
+    pub fn new(
+        store: Arc<dyn Store>,
+        cache: Arc<SecurityCache>,
+        secret: Secret,
+        passwords: Passwords,
+        tokens: TokenConfig,
+    ) -> Self {
+        Self {
+            store,
+            cache,
+            secret,
+            passwords,
+            tokens,
+        }
+    }
+
+    /// `expiresIn`: integer ms, or a timespan string; -1 never; checked against `maxTTL`.
+    fn ttl(&self, req: &Request) -> Result<i64, KuzzleError> {
+        let bad = || {
+            KuzzleError::invalid_argument(
+                "expiresIn",
+                "a number of milliseconds, or a parsable timespan string",
+            )
+        };
+        let ttl = match req.arg("expiresIn") {
+            None => self.tokens.default_ttl_ms,
+            Some(ArgRef::Json(Value::Number(n))) => n.as_i64().ok_or_else(bad)?,
+            Some(ArgRef::Json(Value::String(s))) => tokens::parse_timespan(s).ok_or_else(bad)?,
+            Some(ArgRef::Query([Some(s)])) => tokens::parse_timespan(s).ok_or_else(bad)?,
+            Some(_) => return Err(bad()),
+        };
+        if ttl == 0 || ttl < -1 {
+            return Err(bad());
+        }
+        let max = self.tokens.max_ttl_ms;
+        if max != -1 && (ttl == -1 || ttl > max) {
+            return Err(KuzzleError::plain(&SECURITY_TOKEN_TTL_EXCEEDED));
+        }
+        Ok(ttl)
+    }
+
+    async fn login(&self, req: &Request) -> Result<Value, KuzzleError> {
+        match req.string("strategy")? {
+            None | Some("") => return Err(KuzzleError::missing_argument("strategy")),
+            Some("local") => {}
+            Some(other) => {
+                return Err(KuzzleError::new(
+                    &SECURITY_CREDENTIALS_UNKNOWN_STRATEGY,
+                    vec![json!(other)],
+                ));
+            }
+        }
+        let ttl = self.ttl(req)?;
+        let field = |name: &str| {
+            req.body
+                .as_ref()
+                .and_then(|b| b.get(name))
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+        };
+        let (Some(username), Some(password)) = (field("username"), field("password")) else {
+            return Err(KuzzleError::new(
+                &PLUGIN_STRATEGY_MISSING_USER,
+                vec![json!("Missing credentials")],
+            ));
+        };
+        let credential = self
+            .store
+            .get(CREDENTIAL, &username)
+            .await
+            .map_err(store_error)?;
+        let kuid = credential
+            .as_ref()
+            .and_then(|c| c.body.get("kuid"))
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let hash = credential
+            .as_ref()
+            .and_then(|c| c.body.get("hash"))
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let verified = self.passwords.verify(password, hash).await;
+        let Some(kuid) = kuid.filter(|_| verified) else {
+            return Err(KuzzleError::new(
+                &PLUGIN_STRATEGY_MISSING_USER,
+                vec![json!("wrong username or password")],
+            ));
+        };
+        let now = now_ms();
+        let iat = now / 1000;
+        let (exp, expires_at) = if ttl == -1 {
+            (None, -1)
+        } else {
+            let ttl_u = u64::try_from(ttl).unwrap_or(0);
+            (
+                Some(iat + ttl_u / 1000),
+                i64::try_from(now + ttl_u).unwrap_or(i64::MAX),
+            )
+        };
+        let jwt = tokens::issue(&self.secret, &kuid, iat, exp);
+        let ops = vec![
+            Op::Check {
+                kind: USER,
+                id: kuid.clone(),
+                expect: Expect::Present,
+            },
+            Op::Put {
+                kind: TOKEN,
+                id: tokens::token_id(&jwt),
+                body: json!({"kuid": kuid, "expiresAt": expires_at}),
+                expect: Expect::Absent,
+            },
+        ];
+        match self.store.commit(ops).await {
+            Ok(c) => self.cache.wait_for(c.seq).await,
+            // The user was deleted meanwhile.
+            Err(StoreError::Conflict { .. }) => {
+                return Err(KuzzleError::new(
+                    &PLUGIN_STRATEGY_MISSING_USER,
+                    vec![json!("wrong username or password")],
+                ));
+            }
+            Err(e) => return Err(store_error(e)),
+        }
+        Ok(json!({"_id": kuid, "expiresAt": expires_at, "jwt": jwt, "ttl": ttl}))
+    }
+
+    async fn logout(&self, req: &Request, ctx: &Context) -> Result<Value, KuzzleError> {
+        let global = req.boolean("global")?.unwrap_or(false);
+        let (false, Some(token)) = (ctx.caller.is_anonymous(), ctx.caller.token.as_deref()) else {
+            return Err(KuzzleError::new(
+                &SECURITY_RIGHTS_UNAUTHORIZED,
+                vec![json!("auth"), json!("logout")],
+            ));
+        };
+        let ids = if global {
+            self.cache.tokens_of(&ctx.caller.kuid)
+        } else {
+            vec![tokens::token_id(token)]
+        };
+        let ops = ids
+            .into_iter()
+            .map(|id| Op::Delete {
+                kind: TOKEN,
+                id,
+                expect: Expect::Any,
+            })
+            .collect();
+        let c = self.store.commit(ops).await.map_err(store_error)?;
+        self.cache.wait_for(c.seq).await;
+        if let Some(links) = &ctx.connection.token_links {
+            links.unlink(token);
+        }
+        Ok(json!({"acknowledged": true}))
+    }
+
+    async fn check(&self, req: &Request) -> Result<Value, KuzzleError> {
+        let token = match req.body.as_ref().and_then(|b| b.get("token")) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.as_str()).filter(|s| !s.is_empty()),
+            Some(_) => return Err(KuzzleError::invalid_type("body.token", "string")),
+        };
+        let Some(token) = token else {
+            return Ok(json!({"expiresAt": null, "kuid": "-1", "valid": true}));
+        };
+        Ok(
+            match check_token(&self.secret, &self.cache, self.store.as_ref(), token).await? {
+                TokenCheck::Valid { kuid, expires_at } => {
+                    json!({"expiresAt": expires_at, "kuid": kuid, "valid": true})
+                }
+                TokenCheck::Invalid => json!({"state": "Invalid token.", "valid": false}),
+                TokenCheck::Expired => json!({"state": "Token expired", "valid": false}),
+            },
+        )
+    }
+
+    async fn current_user(&self, ctx: &Context) -> Result<Value, KuzzleError> {
+        if ctx.caller.is_anonymous() {
+            return Ok(
+                json!({"_id": "-1", "_source": {"profileIds": ["anonymous"], "name": "Anonymous"}, "strategies": []}),
+            );
+        }
+        let kuid = &ctx.caller.kuid;
+        let user = self.cache.user(kuid).ok_or_else(|| {
+            KuzzleError::plain(&tollgate_protocol::errors::SECURITY_TOKEN_INVALID)
+        })?;
+        let has_local = self
+            .store
+            .get(LOGIN, kuid)
+            .await
+            .map_err(store_error)?
+            .is_some();
+        let strategies: Vec<&str> = if has_local { vec!["local"] } else { vec![] };
+        Ok(
+            json!({"_id": kuid, "_version": user.version, "_source": user.body, "strategies": strategies}),
+        )
+    }
+
+    fn my_rights(&self, ctx: &Context) -> Value {
+        let ids = profile_ids(&self.cache, &ctx.caller.kuid).unwrap_or_default();
+        let snapshot = self.cache.snapshot();
+        rights_listing(snapshot.as_ref(), caller_profiles(&snapshot, &ids))
+    }
+
+    fn check_rights(&self, req: &Request, ctx: &Context) -> Result<Value, KuzzleError> {
+        let body = req.required_body()?;
+        let string = |name: &str| body.get(name).and_then(Value::as_str);
+        let controller =
+            string("controller").ok_or_else(|| KuzzleError::missing_argument("body.controller"))?;
+        let action =
+            string("action").ok_or_else(|| KuzzleError::missing_argument("body.action"))?;
+        let optional = |name: &str| match body.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.as_str())),
+            Some(_) => Err(KuzzleError::invalid_type(format!("body.{name}"), "string")),
+        };
+        let index = optional("index")?;
+        let collection = optional("collection")?;
+        let ids = profile_ids(&self.cache, &ctx.caller.kuid).unwrap_or_default();
+        let snapshot = self.cache.snapshot();
+        let allowed = caller_profiles(&snapshot, &ids)
+            .iter()
+            .any(|p| p.allows(snapshot.as_ref(), controller, action, index, collection));
+        Ok(json!({ "allowed": allowed }))
+    }
+}
+
+#[async_trait]
+impl Controller for AuthController {
+    fn name(&self) -> &'static str {
+        "auth"
+    }
+
+    fn actions(&self) -> Vec<ActionDef> {
+        vec![
+            ActionDef::new(
+                "login",
+                &[
+                    route("POST", "/_login/:strategy"),
+                    route("GET", "/_login/:strategy"),
+                ],
+            ),
+            ActionDef::new("logout", &[route("POST", "/_logout")]),
+            ActionDef::new("checkToken", &[route("POST", "/_checkToken")]),
+            ActionDef::new(
+                "getCurrentUser",
+                &[route("GET", "/_me"), route("GET", "/users/_me")],
+            ),
+            ActionDef::new(
+                "getMyRights",
+                &[
+                    route("GET", "/_me/_rights"),
+                    route("GET", "/users/_me/_rights"),
+                ],
+            ),
+            ActionDef::new("checkRights", &[route("POST", "/_checkRights")]),
+        ]
+    }
+
+    async fn call(&self, action: &str, req: &Request, ctx: &Context) -> Result<Value, KuzzleError> {
+        match action {
+            "login" => self.login(req).await,
+            "logout" => self.logout(req, ctx).await,
+            "checkToken" => self.check(req).await,
+            "getCurrentUser" => self.current_user(ctx).await,
+            "getMyRights" => Ok(self.my_rights(ctx)),
+            "checkRights" => self.check_rights(req, ctx),
+            other => Err(KuzzleError::internal(format!(
+                "auth:{other} is not routed here"
+            ))),
+        }
+    }
+}

@@ -1,0 +1,307 @@
+//! The security gate: who is calling (token checks), may they (rights), and how often (rate limits).
+//! The Funnel runs it on every request before any controller code (`protocol.md` §4 steps 5–7).
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use dashmap::DashMap;
+use serde_json::{Value, json};
+use tollgate_core::{Caller, ConnectionInfo, Gate, Protocol};
+use tollgate_protocol::errors::{
+    API_PROCESS_TOO_MANY_LOGINS_REQUESTS, API_PROCESS_TOO_MANY_REQUESTS,
+    SECURITY_COOKIE_UNSUPPORTED, SECURITY_RIGHTS_FORBIDDEN, SECURITY_RIGHTS_UNAUTHORIZED,
+    SECURITY_TOKEN_EXPIRED, SECURITY_TOKEN_INVALID, SECURITY_TOKEN_VERIFICATION_ERROR,
+};
+use tollgate_protocol::{KuzzleError, Request};
+use tollgate_storage::Store;
+
+use crate::cache::{SecurityCache, SecuritySnapshot, TokenRecord};
+use crate::rights::ProfileRights;
+use crate::tokens::{self, Secret, TokenError};
+use crate::{TOKEN, now_ms};
+
+/// Rate-limit settings of the gate.
+#[derive(Debug, Clone)]
+pub struct GateConfig {
+    /// `auth:login` per WebSocket connection per second (0 = unlimited).
+    pub logins_per_second: u32,
+    /// `auth:login` per client IP per second over HTTP (0 = unlimited).
+    pub http_logins_per_second_per_ip: u32,
+}
+
+impl Default for GateConfig {
+    fn default() -> Self {
+        Self {
+            logins_per_second: 1,
+            http_logins_per_second_per_ip: 10,
+        }
+    }
+}
+
+/// Fixed one-second windows: key → (second, count).
+#[derive(Debug)]
+struct Windows<K: std::hash::Hash + Eq>(DashMap<K, (u64, u64)>);
+
+impl<K: std::hash::Hash + Eq> Default for Windows<K> {
+    fn default() -> Self {
+        Self(DashMap::new())
+    }
+}
+
+impl<K: std::hash::Hash + Eq + Clone> Windows<K> {
+    /// Counts one hit in the current second; returns the count so far.
+    fn hit(&self, key: &K, second: u64) -> u64 {
+        if self.0.len() > 100_000 {
+            self.0.retain(|_, (s, _)| *s == second);
+        }
+        let mut entry = self.0.entry(key.clone()).or_insert((second, 0));
+        if entry.0 != second {
+            *entry = (second, 0);
+        }
+        entry.1 += 1;
+        entry.1
+    }
+}
+
+/// The gate backed by the security cache.
+pub struct SecurityGate {
+    cache: Arc<SecurityCache>,
+    store: Arc<dyn Store>,
+    secret: Secret,
+    config: GateConfig,
+    users: Windows<String>,
+    ws_logins: Windows<String>,
+    ip_logins: Windows<IpAddr>,
+}
+
+impl std::fmt::Debug for SecurityGate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecurityGate")
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+/// The profiles of a caller, as the rights check and the rate limiter read them.
+pub fn caller_profiles<'a>(
+    snapshot: &'a SecuritySnapshot,
+    profile_ids: &[String],
+) -> Vec<&'a ProfileRights> {
+    profile_ids
+        .iter()
+        .filter_map(|id| snapshot.profiles.get(id).map(|p| &p.rights))
+        .collect()
+}
+
+/// The profile ids of `kuid` (the anonymous user holds `anonymous`); `None` for an unknown user.
+pub fn profile_ids(cache: &SecurityCache, kuid: &str) -> Option<Vec<String>> {
+    if kuid == tollgate_core::ANONYMOUS_KUID {
+        return Some(vec!["anonymous".to_owned()]);
+    }
+    let user = cache.user(kuid)?;
+    Some(
+        user.body
+            .get("profileIds")
+            .and_then(Value::as_array)
+            .map(|ids| {
+                ids.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default(),
+    )
+}
+
+/// The outcome of checking a token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenCheck {
+    Valid { kuid: String, expires_at: i64 },
+    Invalid,
+    Expired,
+}
+
+impl SecurityGate {
+    pub fn new(
+        cache: Arc<SecurityCache>,
+        store: Arc<dyn Store>,
+        secret: Secret,
+        config: GateConfig,
+    ) -> Self {
+        Self {
+            cache,
+            store,
+            secret,
+            config,
+            users: Windows::default(),
+            ws_logins: Windows::default(),
+            ip_logins: Windows::default(),
+        }
+    }
+
+    /// Verifies a token (`security-model.md` §7 checks 2–4).
+    pub async fn check_token(&self, token: &str) -> Result<TokenCheck, KuzzleError> {
+        check_token(&self.secret, &self.cache, self.store.as_ref(), token).await
+    }
+}
+
+/// Token checks shared by the gate and `auth:checkToken`.
+pub async fn check_token(
+    secret: &Secret,
+    cache: &SecurityCache,
+    store: &dyn Store,
+    token: &str,
+) -> Result<TokenCheck, KuzzleError> {
+    let now = now_ms();
+    let claims = match tokens::verify(secret, token, now / 1000) {
+        Ok(claims) => claims,
+        Err(TokenError::Invalid) => return Ok(TokenCheck::Invalid),
+        Err(TokenError::Expired) => return Ok(TokenCheck::Expired),
+    };
+    let id = tokens::token_id(token);
+    let record = match cache.token(&id) {
+        Some(record) => Some(record),
+        // Not (yet) on this node: the store is authoritative.
+        None => store
+            .get(TOKEN, &id)
+            .await
+            .map_err(|e| {
+                KuzzleError::new(
+                    &SECURITY_TOKEN_VERIFICATION_ERROR,
+                    vec![json!(e.to_string())],
+                )
+            })?
+            .and_then(|doc| {
+                Some(TokenRecord {
+                    kuid: doc.body.get("kuid")?.as_str()?.to_owned(),
+                    expires_at: doc.body.get("expiresAt")?.as_i64()?,
+                })
+            }),
+    };
+    let Some(record) = record.filter(|r| r.kuid == claims.kuid) else {
+        return Ok(TokenCheck::Invalid);
+    };
+    if record.expires_at >= 0 && record.expires_at <= i64::try_from(now).unwrap_or(i64::MAX) {
+        return Ok(TokenCheck::Expired);
+    }
+    Ok(TokenCheck::Valid {
+        kuid: record.kuid,
+        expires_at: record.expires_at,
+    })
+}
+
+/// `auth:login` and `auth:checkToken` must work with a stale token in the envelope (the SDK resends
+/// the token it holds): for them a bad token means anonymous.
+fn tolerates_bad_token(req: &Request) -> bool {
+    req.controller.as_deref() == Some("auth")
+        && matches!(req.action.as_deref(), Some("login" | "checkToken"))
+}
+
+#[async_trait]
+impl Gate for SecurityGate {
+    async fn authenticate(
+        &self,
+        req: &Request,
+        _conn: &ConnectionInfo,
+    ) -> Result<Caller, KuzzleError> {
+        if req.boolean("cookieAuth")? == Some(true) {
+            return Err(KuzzleError::plain(&SECURITY_COOKIE_UNSUPPORTED));
+        }
+        let Some(token) = req.jwt.as_deref() else {
+            return Ok(Caller::anonymous());
+        };
+        let outcome = if token.is_empty() {
+            TokenCheck::Invalid
+        } else {
+            self.check_token(token).await?
+        };
+        match outcome {
+            TokenCheck::Valid { kuid, expires_at } => Ok(Caller {
+                kuid,
+                token: Some(token.to_owned()),
+                expires_at: u64::try_from(expires_at).ok(),
+            }),
+            _ if tolerates_bad_token(req) => Ok(Caller::anonymous()),
+            TokenCheck::Invalid => Err(KuzzleError::plain(&SECURITY_TOKEN_INVALID)),
+            TokenCheck::Expired => Err(KuzzleError::plain(&SECURITY_TOKEN_EXPIRED)),
+        }
+    }
+
+    async fn authorize(&self, req: &Request, caller: &Caller) -> Result<(), KuzzleError> {
+        let controller = req.controller.as_deref().unwrap_or_default();
+        let action = req.action.as_deref().unwrap_or_default();
+        // A token whose user was deleted is revoked with it; should one slip through, it is invalid.
+        let ids = profile_ids(&self.cache, &caller.kuid)
+            .ok_or_else(|| KuzzleError::plain(&SECURITY_TOKEN_INVALID))?;
+        let snapshot = self.cache.snapshot();
+        let allowed = caller_profiles(&snapshot, &ids).iter().any(|p| {
+            p.allows(
+                snapshot.as_ref(),
+                controller,
+                action,
+                req.index_name(),
+                req.collection_name(),
+            )
+        });
+        if allowed {
+            Ok(())
+        } else if caller.is_anonymous() {
+            Err(KuzzleError::new(
+                &SECURITY_RIGHTS_UNAUTHORIZED,
+                vec![json!(controller), json!(action)],
+            ))
+        } else {
+            Err(KuzzleError::new(
+                &SECURITY_RIGHTS_FORBIDDEN,
+                vec![json!(controller), json!(action), json!(caller.kuid)],
+            ))
+        }
+    }
+
+    async fn rate_limit(
+        &self,
+        req: &Request,
+        caller: &Caller,
+        conn: &ConnectionInfo,
+    ) -> Result<(), KuzzleError> {
+        let second = now_ms() / 1000;
+        let is_auth = req.controller.as_deref() == Some("auth");
+        match req.action.as_deref() {
+            Some("login") if is_auth => {
+                let (count, limit) = match (conn.protocol, conn.peer) {
+                    (Protocol::Http, Some(peer)) => (
+                        self.ip_logins.hit(&peer.ip(), second),
+                        self.config.http_logins_per_second_per_ip,
+                    ),
+                    _ => (
+                        self.ws_logins.hit(&conn.id, second),
+                        self.config.logins_per_second,
+                    ),
+                };
+                if limit != 0 && count > u64::from(limit) {
+                    return Err(KuzzleError::plain(&API_PROCESS_TOO_MANY_LOGINS_REQUESTS));
+                }
+                return Ok(());
+            }
+            Some("logout") if is_auth && !caller.is_anonymous() => return Ok(()),
+            _ => {}
+        }
+        let ids = profile_ids(&self.cache, &caller.kuid).unwrap_or_default();
+        let snapshot = self.cache.snapshot();
+        let profiles = caller_profiles(&snapshot, &ids);
+        // The most permissive profile wins; 0 is unlimited.
+        let limit = if profiles.is_empty() || profiles.iter().any(|p| p.rate_limit == 0) {
+            0
+        } else {
+            profiles.iter().map(|p| p.rate_limit).max().unwrap_or(0)
+        };
+        if limit == 0 {
+            return Ok(());
+        }
+        if self.users.hit(&caller.kuid, second) > limit {
+            return Err(KuzzleError::plain(&API_PROCESS_TOO_MANY_REQUESTS));
+        }
+        Ok(())
+    }
+}

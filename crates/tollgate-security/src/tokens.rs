@@ -1,0 +1,258 @@
+//! Authentication tokens (`security-model.md` §7): `kauth-` + a JWT signed with HMAC-SHA256, in the
+//! form the official SDK decodes (payload `_id`, `iat`, `exp`), and the `ms`-style timespans of
+//! `expiresIn`.
+//!
+//! The JWT is built from the RustCrypto primitives directly (HMAC-SHA256, base64url): the format is
+//! fixed by Kuzzle, only HS256 is accepted, and every check of §7 is explicit here.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// The prefix of every token.
+pub const PREFIX: &str = "kauth-";
+
+/// The signing secret, ready to sign.
+#[derive(Clone)]
+pub struct Secret(HmacSha256);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+impl Secret {
+    /// `None` only if the key is refused (HMAC accepts keys of any length).
+    pub fn new(key: &[u8]) -> Option<Self> {
+        HmacSha256::new_from_slice(key).ok().map(Self)
+    }
+
+    fn mac(&self) -> HmacSha256 {
+        self.0.clone()
+    }
+}
+
+/// A verified token's claims.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claims {
+    pub kuid: String,
+    /// Expiry in seconds since the epoch; `None` never expires.
+    pub exp: Option<u64>,
+}
+
+/// Why a token was refused before any store lookup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenError {
+    Invalid,
+    Expired,
+}
+
+/// Issues a token for `kuid` at `iat` (seconds), expiring at `exp` (seconds) unless `None`.
+pub fn issue(secret: &Secret, kuid: &str, iat: u64, exp: Option<u64>) -> String {
+    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+    let payload = match exp {
+        Some(exp) => json!({"_id": kuid, "iat": iat, "exp": exp}),
+        None => json!({"_id": kuid, "iat": iat}),
+    };
+    let payload = URL_SAFE_NO_PAD.encode(payload.to_string());
+    let signing_input = format!("{header}.{payload}");
+    let mut mac = secret.mac();
+    mac.update(signing_input.as_bytes());
+    let signature = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
+    format!("{PREFIX}{signing_input}.{signature}")
+}
+
+/// Checks format, signature (constant time), algorithm, `_id` and `exp` against `now_s`.
+pub fn verify(secret: &Secret, token: &str, now_s: u64) -> Result<Claims, TokenError> {
+    let jwt = token.strip_prefix(PREFIX).ok_or(TokenError::Invalid)?;
+    let mut parts = jwt.split('.');
+    let (Some(header), Some(payload), Some(signature), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(TokenError::Invalid);
+    };
+    let signature = URL_SAFE_NO_PAD
+        .decode(signature)
+        .map_err(|_| TokenError::Invalid)?;
+    let mut mac = secret.mac();
+    mac.update(header.as_bytes());
+    mac.update(b".");
+    mac.update(payload.as_bytes());
+    mac.verify_slice(&signature)
+        .map_err(|_| TokenError::Invalid)?;
+    let header: Value = decode_json(header)?;
+    if header.get("alg").and_then(Value::as_str) != Some("HS256") {
+        return Err(TokenError::Invalid);
+    }
+    let payload: Value = decode_json(payload)?;
+    let kuid = payload
+        .get("_id")
+        .and_then(Value::as_str)
+        .ok_or(TokenError::Invalid)?;
+    let exp = match payload.get("exp") {
+        None => None,
+        Some(v) => Some(v.as_u64().ok_or(TokenError::Invalid)?),
+    };
+    if exp.is_some_and(|exp| exp <= now_s) {
+        return Err(TokenError::Expired);
+    }
+    Ok(Claims {
+        kuid: kuid.to_owned(),
+        exp,
+    })
+}
+
+fn decode_json(part: &str) -> Result<Value, TokenError> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(part)
+        .map_err(|_| TokenError::Invalid)?;
+    serde_json::from_slice(&bytes).map_err(|_| TokenError::Invalid)
+}
+
+/// The id under which a token is recorded: hex SHA-256 of the token. The token itself is never stored.
+pub fn token_id(token: &str) -> String {
+    let digest = Sha256::digest(token.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Parses an `expiresIn` timespan (npm `ms` grammar) into milliseconds. `-1` is "never" and returns
+/// `Some(-1)`; `None` when unparsable.
+pub fn parse_timespan(text: &str) -> Option<i64> {
+    let t = text.trim();
+    let (negative, rest) = match t.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, t),
+    };
+    let number_end = rest
+        .char_indices()
+        .find(|(_, c)| !(c.is_ascii_digit() || *c == '.'))
+        .map_or(rest.len(), |(i, _)| i);
+    let (number, unit) = rest.split_at(number_end);
+    if number.is_empty() || number == "." {
+        return None;
+    }
+    let value: f64 = number.parse().ok()?;
+    let factor = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "ms" | "msec" | "msecs" | "millisecond" | "milliseconds" => 1.0,
+        "s" | "sec" | "secs" | "second" | "seconds" => 1_000.0,
+        "m" | "min" | "mins" | "minute" | "minutes" => 60_000.0,
+        "h" | "hr" | "hrs" | "hour" | "hours" => 3_600_000.0,
+        "d" | "day" | "days" => 86_400_000.0,
+        "w" | "week" | "weeks" => 604_800_000.0,
+        "y" | "yr" | "yrs" | "year" | "years" => 31_557_600_000.0,
+        _ => return None,
+    };
+    let ms = value * factor;
+    if !ms.is_finite() || ms > i64::MAX as f64 {
+        return None;
+    }
+    let ms = ms.round() as i64;
+    Some(if negative { -ms } else { ms })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn make_secret(key: &[u8]) -> Secret {
+        Secret::new(key).unwrap_or_else(|| panic!("key refused"))
+    }
+
+    const SPEC_TOKEN: &str = "kauth-eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJfaWQiOiJrdWlkLWFkbWluIiwiaWF0IjoxNzk1NzgyMDAwLCJleHAiOjE3OTU3ODU2MDB9.TzSoH-pg3IV-pZfKI2QnlukkIr7L5g_4ef-iQvC1-z8";
+
+    #[test]
+    fn reproduces_the_spec_token() {
+        let secret = make_secret(b"example-secret");
+        assert_eq!(
+            issue(&secret, "kuid-admin", 1795782000, Some(1795785600)),
+            SPEC_TOKEN
+        );
+        assert_eq!(
+            verify(&secret, SPEC_TOKEN, 1795782001),
+            Ok(Claims {
+                kuid: "kuid-admin".into(),
+                exp: Some(1795785600)
+            })
+        );
+        assert_eq!(
+            verify(&secret, SPEC_TOKEN, 1795785600),
+            Err(TokenError::Expired)
+        );
+    }
+
+    #[test]
+    fn refuses_tampered_and_malformed_tokens() {
+        let secret = make_secret(b"example-secret");
+        let other = make_secret(b"other");
+        assert_eq!(verify(&other, SPEC_TOKEN, 0), Err(TokenError::Invalid));
+        let mut tampered = SPEC_TOKEN.to_owned();
+        tampered.pop();
+        tampered.push('A');
+        assert_eq!(verify(&secret, &tampered, 0), Err(TokenError::Invalid));
+        for bad in [
+            "",
+            "kauth-",
+            "abc",
+            &SPEC_TOKEN[6..],
+            "kauth-a.b",
+            "kauth-a.b.c.d",
+            "kapikey-x.y.z",
+        ] {
+            assert_eq!(verify(&secret, bad, 0), Err(TokenError::Invalid), "{bad}");
+        }
+        // A payload without a string `_id`, signed correctly, is still invalid.
+        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+        let payload = URL_SAFE_NO_PAD.encode(br#"{"_id":5,"iat":1}"#);
+        let mut mac = secret.mac();
+        mac.update(format!("{header}.{payload}").as_bytes());
+        let sig = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
+        assert_eq!(
+            verify(&secret, &format!("kauth-{header}.{payload}.{sig}"), 0),
+            Err(TokenError::Invalid)
+        );
+        // alg none is refused even with a valid MAC over the parts.
+        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#);
+        let payload = URL_SAFE_NO_PAD.encode(br#"{"_id":"x","iat":1}"#);
+        let mut mac = secret.mac();
+        mac.update(format!("{header}.{payload}").as_bytes());
+        let sig = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
+        assert_eq!(
+            verify(&secret, &format!("kauth-{header}.{payload}.{sig}"), 0),
+            Err(TokenError::Invalid)
+        );
+    }
+
+    #[test]
+    fn never_expiring_tokens_have_no_exp() {
+        let secret = make_secret(&[1; 64]);
+        let t = issue(&secret, "u", 10, None);
+        assert_eq!(verify(&secret, &t, u64::MAX).map(|c| c.exp), Ok(None));
+    }
+
+    #[test]
+    fn timespans() {
+        assert_eq!(parse_timespan("3600000"), Some(3_600_000));
+        assert_eq!(parse_timespan("1h"), Some(3_600_000));
+        assert_eq!(parse_timespan("1.5 Hours"), Some(5_400_000));
+        assert_eq!(parse_timespan("2d"), Some(172_800_000));
+        assert_eq!(parse_timespan("1y"), Some(31_557_600_000));
+        assert_eq!(parse_timespan("-1"), Some(-1));
+        assert_eq!(parse_timespan("10 msecs"), Some(10));
+        for bad in ["", "h", "1 fortnight", "abc", "."] {
+            assert_eq!(parse_timespan(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn token_ids_are_sha256_hex() {
+        assert_eq!(
+            token_id("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}
