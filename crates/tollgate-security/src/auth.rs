@@ -163,6 +163,9 @@ impl AuthController {
         ];
         match self.store.commit(ops).await {
             Ok(c) => self.cache.wait_for(c.seq).await,
+            // Two logins of one user in the same second with the same lifetime get the same token
+            // (same claims, same signature), which is already recorded: it is valid as it is.
+            Err(StoreError::Conflict { index: 1 }) => {}
             // The user was deleted meanwhile.
             Err(StoreError::Conflict { .. }) => {
                 return Err(KuzzleError::new(

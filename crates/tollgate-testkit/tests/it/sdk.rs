@@ -1,6 +1,7 @@
 //! The official Kuzzle JavaScript SDK (`kuzzle-sdk` 7.17.1, pinned in `sdk-tests/package.json`)
-//! drives the security profile lifecycle against a real server, over its `WebSocket` and `Http`
-//! protocols: `sdk-tests/profile_lifecycle.mjs` run with Node.js.
+//! drives a real server over its `WebSocket` and `Http` protocols, with Node.js scripts:
+//! `sdk-tests/profile_lifecycle.mjs` (the security profile lifecycle) and `sdk-tests/auth_flow.mjs`
+//! (createFirstAdmin with reset, login, checkToken, getCurrentUser, logout, revoked token).
 //!
 //! Without Node.js on the PATH the tests print a `SKIPPED` line and pass. When
 //! `sdk-tests/node_modules` lacks the SDK, `npm ci` installs it first (once per test run).
@@ -129,9 +130,9 @@ fn install_sdk(sdk_dir: &Path) -> Result<(), String> {
     }
 }
 
-/// Runs `sdk-tests/profile_lifecycle.mjs` with the SDK's `protocol` (`websocket` or `http`)
-/// against a fresh server.
-async fn profile_lifecycle(test: &str, protocol: &'static str) {
+/// Runs the SDK script `sdk-tests/<script>` with the SDK's `protocol` (`websocket` or `http`)
+/// against a fresh server, and checks that it prints `ok <protocol>` and exits 0.
+async fn run_sdk_script(test: &str, script: &str, protocol: &'static str) {
     if !node_available() {
         eprintln!("SKIPPED {test}: Node.js not found (no `node` on the PATH)");
         return;
@@ -149,7 +150,7 @@ async fn profile_lifecycle(test: &str, protocol: &'static str) {
     let server = TestServer::start().await;
     let port = server.addr.port().to_string();
     let mut node = Command::new("node");
-    node.arg("sdk-tests/profile_lifecycle.mjs")
+    node.arg(Path::new("sdk-tests").join(script))
         .args(["127.0.0.1", port.as_str(), protocol])
         .current_dir(&root);
     let out = tokio::task::spawn_blocking(move || run(node, NODE_TIMEOUT))
@@ -168,10 +169,30 @@ async fn profile_lifecycle(test: &str, protocol: &'static str) {
 
 #[tokio::test]
 async fn sdk_profile_lifecycle_websocket() {
-    profile_lifecycle("sdk_profile_lifecycle_websocket", "websocket").await;
+    run_sdk_script(
+        "sdk_profile_lifecycle_websocket",
+        "profile_lifecycle.mjs",
+        "websocket",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn sdk_profile_lifecycle_http() {
-    profile_lifecycle("sdk_profile_lifecycle_http", "http").await;
+    run_sdk_script(
+        "sdk_profile_lifecycle_http",
+        "profile_lifecycle.mjs",
+        "http",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn sdk_auth_flow_websocket() {
+    run_sdk_script("sdk_auth_flow_websocket", "auth_flow.mjs", "websocket").await;
+}
+
+#[tokio::test]
+async fn sdk_auth_flow_http() {
+    run_sdk_script("sdk_auth_flow_http", "auth_flow.mjs", "http").await;
 }
