@@ -1067,3 +1067,60 @@ async fn tokens_survive_a_restart_and_secret_is_kept() {
         .await;
     assert_error(&r, "security.rights.unauthorized", 401, "");
 }
+
+#[tokio::test]
+async fn http_logins_are_limited_per_client_address() {
+    let s = TestServer::start_with(|c| c.security.http_logins_per_second_per_ip = 3, vec![]).await;
+    let mut c = s.ws().await;
+    first_admin(&mut c).await;
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        let r = login(&s, "admin", "wrong", "").await;
+        statuses.push(r["status"].as_u64().unwrap_or(0));
+        if r["status"] == 429 {
+            assert_error(&r, "api.process.too_many_logins_requests", 429, "");
+        }
+    }
+    // At most 3 per second get through to the password check: over a 1-second boundary, 6.
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    assert!((3..=6).contains(&checked), "{statuses:?}");
+    assert!(statuses.contains(&429), "{statuses:?}");
+}
+
+#[tokio::test]
+async fn concurrent_first_admins_only_one_wins() {
+    let s = TestServer::start().await;
+    let mut tasks = Vec::new();
+    for i in 0..4 {
+        let mut c = s.ws().await;
+        tasks.push(tokio::spawn(async move {
+            c.call(req(
+                "security",
+                "createFirstAdmin",
+                json!({"_id":format!("admin-{i}"),"body":{}}),
+            ))
+            .await
+        }));
+    }
+    let mut won = 0;
+    for t in tasks {
+        let r = t.await.unwrap_or_default();
+        match r["status"].as_u64() {
+            Some(200) => won += 1,
+            _ => assert_error(
+                &r,
+                "api.process.admin_exists",
+                412,
+                "Admin user is already set.",
+            ),
+        }
+    }
+    assert_eq!(won, 1);
+    // Without `reset`, anonymous keeps every right.
+    let mut c = s.ws().await;
+    assert_eq!(
+        c.call(req("security", "getProfile", json!({"_id":"default"})))
+            .await["status"],
+        200
+    );
+}
