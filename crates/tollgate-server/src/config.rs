@@ -148,6 +148,8 @@ pub struct WebSocketSection {
     pub max_in_flight: usize,
     /// Messages per second per socket; 0 disables the limit.
     pub rate_limit: u32,
+    /// Read buffer of each socket, in bytes (memory per idle connection grows with it).
+    pub read_buffer_size: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -200,6 +202,7 @@ impl Default for WebSocketSection {
             max_queued_messages: 50,
             max_in_flight: 50,
             rate_limit: 0,
+            read_buffer_size: 4096,
         }
     }
 }
@@ -330,6 +333,9 @@ impl Config {
                 "websocket.max_queued_messages and websocket.max_in_flight must be at least 1"
                     .into(),
             );
+        }
+        if !(256..=1024 * 1024).contains(&self.websocket.read_buffer_size) {
+            return bad("websocket.read_buffer_size must be between 256 and 1048576".into());
         }
         if self.limits.concurrent_requests == 0 {
             return bad("limits.concurrent_requests must be at least 1".into());

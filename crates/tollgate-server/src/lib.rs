@@ -206,7 +206,7 @@ impl Server {
                 max_queued_messages: config.websocket.max_queued_messages,
                 max_in_flight: config.websocket.max_in_flight,
                 rate_limit: config.websocket.rate_limit,
-                ..WsConfig::default()
+                read_buffer_size: config.websocket.read_buffer_size,
             },
             Arc::clone(&node),
             shutdown.clone(),
