@@ -45,6 +45,23 @@ pub struct CachedProfile {
     pub rights: ProfileRights,
 }
 
+/// A cached entry that carries its stored document.
+pub trait CachedDoc {
+    fn doc(&self) -> &Doc;
+}
+
+impl CachedDoc for CachedRole {
+    fn doc(&self) -> &Doc {
+        &self.doc
+    }
+}
+
+impl CachedDoc for CachedProfile {
+    fn doc(&self) -> &Doc {
+        &self.doc
+    }
+}
+
 /// Roles and profiles as of one store sequence number.
 #[derive(Debug, Clone, Default)]
 pub struct SecuritySnapshot {

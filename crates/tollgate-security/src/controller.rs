@@ -3,6 +3,7 @@
 //! Writes go to the store with compare-and-swap; the answer is sent once this node's cache serves the
 //! new version. Reads are served from the cache.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use rand::Rng;
 use serde_json::{Map, Value, json};
 use tollgate_catalog::Catalog;
 use tollgate_core::{ActionDef, Context, Controller, route};
+use tollgate_protocol::errors::ErrorDef;
 use tollgate_protocol::errors::{
     SECURITY_PROFILE_CANNOT_DELETE, SECURITY_PROFILE_IN_USE, SECURITY_PROFILE_NOT_FOUND,
     SECURITY_ROLE_CANNOT_DELETE, SECURITY_ROLE_IN_USE, SECURITY_ROLE_NOT_FOUND,
@@ -20,7 +22,7 @@ use tollgate_protocol::errors::{
 use tollgate_protocol::{ArgRef, KuzzleError, Request};
 use tollgate_storage::{Committed, Doc, Expect, Op, Store, StoreError};
 
-use crate::cache::SecurityCache;
+use crate::cache::{CachedDoc, SecurityCache};
 use crate::passwords::Passwords;
 use crate::rights::rights_listing;
 use crate::validate::{self, ProfileChecks, RESERVED_KEYS};
@@ -85,7 +87,7 @@ pub(crate) fn doc_result(id: &str, version: u64, source: &Value) -> Value {
     json!({"_id": id, "_version": version, "_source": source})
 }
 
-fn with_id(def: &'static tollgate_protocol::errors::ErrorDef, id: &str) -> KuzzleError {
+fn with_id(def: &'static ErrorDef, id: &str) -> KuzzleError {
     KuzzleError::new(def, vec![json!(id)])
 }
 
@@ -418,29 +420,18 @@ impl SecurityController {
     }
 
     fn get_profile(&self, req: &Request) -> Result<Value, KuzzleError> {
-        let id = req.required_id()?;
         let snapshot = self.cache.snapshot();
-        let p = snapshot
-            .profiles
-            .get(id)
-            .ok_or_else(|| with_id(&SECURITY_PROFILE_NOT_FOUND, id))?;
-        Ok(doc_result(id, p.doc.version, &p.doc.body))
+        get_cached(
+            &snapshot.profiles,
+            req.required_id()?,
+            &SECURITY_PROFILE_NOT_FOUND,
+        )
     }
 
     fn mget_profiles(&self, req: &Request) -> Result<Value, KuzzleError> {
         let ids = mget_ids(req, self.config.documents_fetch_count)?;
         let snapshot = self.cache.snapshot();
-        let hits = ids
-            .iter()
-            .map(|id| {
-                snapshot
-                    .profiles
-                    .get(id)
-                    .map(|p| doc_result(id, p.doc.version, &p.doc.body))
-                    .ok_or_else(|| with_id(&SECURITY_PROFILE_NOT_FOUND, id))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(json!({ "hits": hits }))
+        mget_cached(&snapshot.profiles, &ids, &SECURITY_PROFILE_NOT_FOUND)
     }
 
     fn search_profiles(&self, req: &Request) -> Result<Value, KuzzleError> {
@@ -602,29 +593,18 @@ impl SecurityController {
     }
 
     fn get_role(&self, req: &Request) -> Result<Value, KuzzleError> {
-        let id = req.required_id()?;
         let snapshot = self.cache.snapshot();
-        let r = snapshot
-            .roles
-            .get(id)
-            .ok_or_else(|| with_id(&SECURITY_ROLE_NOT_FOUND, id))?;
-        Ok(doc_result(id, r.doc.version, &r.doc.body))
+        get_cached(
+            &snapshot.roles,
+            req.required_id()?,
+            &SECURITY_ROLE_NOT_FOUND,
+        )
     }
 
     fn mget_roles(&self, req: &Request) -> Result<Value, KuzzleError> {
         let ids = mget_ids(req, self.config.documents_fetch_count)?;
         let snapshot = self.cache.snapshot();
-        let hits = ids
-            .iter()
-            .map(|id| {
-                snapshot
-                    .roles
-                    .get(id)
-                    .map(|r| doc_result(id, r.doc.version, &r.doc.body))
-                    .ok_or_else(|| with_id(&SECURITY_ROLE_NOT_FOUND, id))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(json!({ "hits": hits }))
+        mget_cached(&snapshot.roles, &ids, &SECURITY_ROLE_NOT_FOUND)
     }
 
     fn search_roles(&self, req: &Request) -> Result<Value, KuzzleError> {
@@ -691,6 +671,29 @@ impl SecurityController {
         }
         Err(too_many_changes(id))
     }
+}
+
+/// One cached document as a result, or `missing` naming the id.
+fn get_cached<T: CachedDoc>(
+    map: &HashMap<String, Arc<T>>,
+    id: &str,
+    missing: &'static ErrorDef,
+) -> Result<Value, KuzzleError> {
+    let doc = map.get(id).ok_or_else(|| with_id(missing, id))?.doc();
+    Ok(doc_result(id, doc.version, &doc.body))
+}
+
+/// `{"hits":[…]}` in request order; the first unknown id fails the whole request.
+fn mget_cached<T: CachedDoc>(
+    map: &HashMap<String, Arc<T>>,
+    ids: &[String],
+    missing: &'static ErrorDef,
+) -> Result<Value, KuzzleError> {
+    let hits = ids
+        .iter()
+        .map(|id| get_cached(map, id, missing))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(json!({ "hits": hits }))
 }
 
 /// `Check` ops asserting that every referenced role exists, in the same transaction as the write.

@@ -170,18 +170,13 @@ impl Feed {
     /// The next change if one is already waiting, without blocking.
     pub fn try_next(&mut self) -> Option<FeedEvent> {
         loop {
-            match self.rx.try_recv() {
-                Ok(change) if change.seq <= self.last => continue,
-                Ok(change) if change.seq == self.last + 1 => {
-                    self.last = change.seq;
-                    return Some(FeedEvent::Change(change));
-                }
-                Ok(change) => {
-                    self.last = change.seq;
-                    return Some(FeedEvent::Resync);
-                }
-                Err(broadcast::error::TryRecvError::Lagged(_)) => return Some(FeedEvent::Resync),
+            let received = match self.rx.try_recv() {
+                Ok(change) => Ok(change),
+                Err(broadcast::error::TryRecvError::Lagged(_)) => Err(()),
                 Err(_) => return None,
+            };
+            if let Some(event) = self.accept(received) {
+                return Some(event);
             }
         }
     }
@@ -190,19 +185,30 @@ impl Feed {
     /// store is gone.
     pub async fn next(&mut self) -> Option<FeedEvent> {
         loop {
-            match self.rx.recv().await {
-                Ok(change) if change.seq <= self.last => continue,
-                Ok(change) if change.seq == self.last + 1 => {
-                    self.last = change.seq;
-                    return Some(FeedEvent::Change(change));
-                }
-                Ok(change) => {
-                    self.last = change.seq;
-                    return Some(FeedEvent::Resync);
-                }
-                Err(broadcast::error::RecvError::Lagged(_)) => return Some(FeedEvent::Resync),
+            let received = match self.rx.recv().await {
+                Ok(change) => Ok(change),
+                Err(broadcast::error::RecvError::Lagged(_)) => Err(()),
                 Err(broadcast::error::RecvError::Closed) => return None,
+            };
+            if let Some(event) = self.accept(received) {
+                return Some(event);
             }
+        }
+    }
+
+    /// Continuity check of one received change (`Err` = the receiver lagged); `None` skips it.
+    fn accept(&mut self, received: Result<Arc<Change>, ()>) -> Option<FeedEvent> {
+        match received {
+            Ok(change) if change.seq <= self.last => None,
+            Ok(change) if change.seq == self.last + 1 => {
+                self.last = change.seq;
+                Some(FeedEvent::Change(change))
+            }
+            Ok(change) => {
+                self.last = change.seq;
+                Some(FeedEvent::Resync)
+            }
+            Err(()) => Some(FeedEvent::Resync),
         }
     }
 }
