@@ -261,11 +261,13 @@ impl HttpFrontend {
             }
             ("POST", "/_query") => {
                 let mut payload = body.unwrap_or_else(|| json!({}));
+                // As on other routes: the last `?jwt=`, a bare `?jwt` being "".
                 let query_jwt = || {
                     query
                         .iter()
+                        .rev()
                         .find(|(k, _)| k == "jwt")
-                        .and_then(|(_, v)| v.clone())
+                        .map(|(_, v)| v.clone().unwrap_or_default())
                 };
                 if let (Value::Object(map), Some(jwt)) =
                     (&mut payload, bearer(&parts.headers).or_else(query_jwt))

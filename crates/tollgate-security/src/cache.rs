@@ -2,7 +2,7 @@
 //! `ArcSwap` (lock-free reads), loaded at start and kept current from the store's change feed — not
 //! only from this node's writes, so changes made by other nodes apply too.
 
-use std::collections::HashMap;
+use imbl::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -62,7 +62,8 @@ impl CachedDoc for CachedProfile {
     }
 }
 
-/// Roles and profiles as of one store sequence number.
+/// Roles and profiles as of one store sequence number. The maps are persistent (structurally
+/// shared): deriving the next snapshot from a change costs O(log n), not a copy of every entry.
 #[derive(Debug, Clone, Default)]
 pub struct SecuritySnapshot {
     pub seq: u64,
@@ -122,8 +123,24 @@ pub struct SecurityCache {
     current: ArcSwap<SecuritySnapshot>,
     users: DashMap<String, Arc<Doc>>,
     tokens: DashMap<String, TokenRecord>,
+    /// Tokens whose signature was already verified on this node: token → (id, kuid, exp in s).
+    /// Only a shortcut past the HMAC and the JSON decoding; the record is still looked up each time.
+    verified: DashMap<String, VerifiedToken>,
     applied: watch::Sender<u64>,
 }
+
+/// A token whose signature checked out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedToken {
+    /// [`crate::tokens::token_id`] of the token.
+    pub id: String,
+    pub kuid: String,
+    /// `exp` claim, in seconds.
+    pub exp: Option<u64>,
+}
+
+/// Verified tokens remembered at most (the map is cleared past that).
+const VERIFIED_MAX: usize = 100_000;
 
 impl std::fmt::Debug for SecurityCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -145,6 +162,7 @@ impl SecurityCache {
             current: ArcSwap::from_pointee(SecuritySnapshot::default()),
             users: DashMap::new(),
             tokens: DashMap::new(),
+            verified: DashMap::new(),
             applied,
         });
         let seq = cache.reload(store.as_ref()).await?;
@@ -262,6 +280,19 @@ impl SecurityCache {
     /// The recorded token with this id (see [`crate::tokens::token_id`]).
     pub fn token(&self, id: &str) -> Option<TokenRecord> {
         self.tokens.get(id).map(|t| t.value().clone())
+    }
+
+    /// A token whose signature this node already verified.
+    pub fn verified(&self, token: &str) -> Option<VerifiedToken> {
+        self.verified.get(token).map(|v| v.value().clone())
+    }
+
+    /// Remembers a token whose signature checked out.
+    pub fn remember_verified(&self, token: &str, verified: VerifiedToken) {
+        if self.verified.len() >= VERIFIED_MAX {
+            self.verified.clear();
+        }
+        self.verified.insert(token.to_owned(), verified);
     }
 
     /// Ids of every recorded token, with their records (for purging and global logout).

@@ -3,7 +3,7 @@
 //! Writes go to the store with compare-and-swap; the answer is sent once this node's cache serves the
 //! new version. Reads are served from the cache.
 
-use std::collections::HashMap;
+use imbl::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 

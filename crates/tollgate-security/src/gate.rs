@@ -16,7 +16,7 @@ use tollgate_protocol::errors::{
 use tollgate_protocol::{KuzzleError, Request};
 use tollgate_storage::Store;
 
-use crate::cache::{SecurityCache, SecuritySnapshot, TokenRecord};
+use crate::cache::{SecurityCache, SecuritySnapshot, TokenRecord, VerifiedToken};
 use crate::rights::ProfileRights;
 use crate::tokens::{self, Secret, TokenError};
 use crate::{TOKEN, now_ms};
@@ -154,17 +154,29 @@ pub async fn check_token(
     token: &str,
 ) -> Result<TokenCheck, KuzzleError> {
     let now = now_ms();
-    let claims = match tokens::verify(secret, token, now / 1000) {
-        Ok(claims) => claims,
-        Err(TokenError::Invalid) => return Ok(TokenCheck::Invalid),
-        Err(TokenError::Expired) => return Ok(TokenCheck::Expired),
+    let verified = match cache.verified(token) {
+        Some(v) if v.exp.is_some_and(|exp| exp <= now / 1000) => return Ok(TokenCheck::Expired),
+        Some(v) => v,
+        None => match tokens::verify(secret, token, now / 1000) {
+            Ok(claims) => {
+                let v = VerifiedToken {
+                    id: tokens::token_id(token),
+                    kuid: claims.kuid,
+                    exp: claims.exp,
+                };
+                cache.remember_verified(token, v.clone());
+                v
+            }
+            Err(TokenError::Invalid) => return Ok(TokenCheck::Invalid),
+            Err(TokenError::Expired) => return Ok(TokenCheck::Expired),
+        },
     };
-    let id = tokens::token_id(token);
-    let record = match cache.token(&id) {
+    let id = &verified.id;
+    let record = match cache.token(id) {
         Some(record) => Some(record),
         // Not (yet) on this node: the store is authoritative.
         None => store
-            .get(TOKEN, &id)
+            .get(TOKEN, id)
             .await
             .map_err(|e| {
                 KuzzleError::new(
@@ -179,7 +191,7 @@ pub async fn check_token(
                 })
             }),
     };
-    let Some(record) = record.filter(|r| r.kuid == claims.kuid) else {
+    let Some(record) = record.filter(|r| r.kuid == verified.kuid) else {
         return Ok(TokenCheck::Invalid);
     };
     if record.expires_at >= 0 && record.expires_at <= i64::try_from(now).unwrap_or(i64::MAX) {
@@ -191,11 +203,15 @@ pub async fn check_token(
     })
 }
 
-/// `auth:login` and `auth:checkToken` must work with a stale token in the envelope (the SDK resends
-/// the token it holds): for them a bad token means anonymous.
+fn is_auth(req: &Request, action: &str) -> bool {
+    req.controller.as_deref() == Some("auth") && req.action.as_deref() == Some(action)
+}
+
+/// `auth:checkToken` must work with a stale token in the envelope (clients that attach their token to
+/// every request would otherwise be unable to ask whether it is still valid): a bad token means
+/// anonymous there.
 fn tolerates_bad_token(req: &Request) -> bool {
-    req.controller.as_deref() == Some("auth")
-        && matches!(req.action.as_deref(), Some("login" | "checkToken"))
+    is_auth(req, "checkToken")
 }
 
 #[async_trait]
@@ -208,7 +224,9 @@ impl Gate for SecurityGate {
         if req.boolean("cookieAuth")? == Some(true) {
             return Err(KuzzleError::plain(&SECURITY_COOKIE_UNSUPPORTED));
         }
-        let Some(token) = req.jwt.as_deref() else {
+        // `auth:login` runs as anonymous whatever token comes with it: logging in is how a client
+        // replaces its token, and a logged-in user's profiles need not grant `auth:login`.
+        let Some(token) = req.jwt.as_deref().filter(|_| !is_auth(req, "login")) else {
             return Ok(Caller::anonymous());
         };
         let outcome = if token.is_empty() {

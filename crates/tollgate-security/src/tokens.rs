@@ -116,8 +116,14 @@ fn decode_json(part: &str) -> Result<Value, TokenError> {
 
 /// The id under which a token is recorded: hex SHA-256 of the token. The token itself is never stored.
 pub fn token_id(token: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let digest = Sha256::digest(token.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    let mut out = String::with_capacity(64);
+    for b in digest {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 15)]));
+    }
+    out
 }
 
 /// Parses an `expiresIn` timespan (npm `ms` grammar) into milliseconds. `-1` is "never" and returns

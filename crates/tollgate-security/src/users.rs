@@ -228,10 +228,26 @@ impl SecurityController {
         };
         check_refresh(req)?;
         let local = credentials_arg(body)?;
-        let id = match req.string("_id")? {
-            None | Some("") => generate_kuid(kuid_kind),
-            Some(_) => req.required_id()?.to_owned(),
+        let generated = matches!(req.string("_id")?, None | Some(""));
+        let mut id = if generated {
+            generate_kuid(kuid_kind)
+        } else {
+            req.required_id()?.to_owned()
         };
+        // A generated id that happens to be taken is drawn again.
+        for _ in 0..5 {
+            if !generated
+                || self
+                    .store
+                    .get(USER, &id)
+                    .await
+                    .map_err(store_error)?
+                    .is_none()
+            {
+                break;
+            }
+            id = generate_kuid(kuid_kind);
+        }
         // Each profile must exist; the id must be free (`-1` never is).
         let found = self
             .store

@@ -366,6 +366,21 @@ impl Config {
         if self.security.token_max_ttl_ms == 0 || self.security.token_max_ttl_ms < -1 {
             return bad("security.token_max_ttl_ms must be positive, or -1 (no maximum)".into());
         }
+        let max_ttl = self.security.token_max_ttl_ms;
+        if max_ttl != -1
+            && (self.security.token_expires_in_ms == -1
+                || self.security.token_expires_in_ms > max_ttl)
+        {
+            return bad(
+                "security.token_expires_in_ms must not exceed security.token_max_ttl_ms".into(),
+            );
+        }
+        if self.security.argon2_memory_kib > 4 * 1024 * 1024
+            || !(1..=100).contains(&self.security.argon2_iterations)
+            || !(1..=64).contains(&self.security.argon2_parallelism)
+        {
+            return bad("security.argon2_*: memory at most 4194304 KiB, iterations 1 to 100, parallelism 1 to 64".into());
+        }
         let cost = tollgate_security::HashCost {
             memory_kib: self.security.argon2_memory_kib,
             iterations: self.security.argon2_iterations,

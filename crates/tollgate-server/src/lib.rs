@@ -353,7 +353,7 @@ async fn housekeeping(cache: Arc<SecurityCache>, store: Arc<dyn Store>, shutdown
         }
         if !cache.admin_exists() {
             tracing::warn!(
-                "no admin user exists: anyone can call every action; create one with security:createFirstAdmin (reset: true)"
+                "no admin user exists: create one with security:createFirstAdmin (reset: true)"
             );
         }
         let snapshot = cache.snapshot();
@@ -362,7 +362,9 @@ async fn housekeeping(cache: Arc<SecurityCache>, store: Arc<dyn Store>, shutdown
             .get("anonymous")
             .is_some_and(|r| r.rights.allows("*", "*"))
         {
-            tracing::warn!("the anonymous role grants every action (*:*)");
+            tracing::warn!(
+                "the anonymous role grants every action (*:*): anyone can call anything"
+            );
         }
         let now = i64::try_from(tollgate_security::now_ms()).unwrap_or(i64::MAX);
         for chunk in cache.expired_tokens(now).chunks(500) {
