@@ -14,6 +14,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
@@ -145,16 +146,26 @@ struct Outbox {
     overflow: CancelFlag,
 }
 
+/// How long a full queue may stay full before its client counts as too slow. A burst of answers can
+/// fill the queue before the writer task gets to run; a client that reads empties it within this time.
+const FULL_QUEUE_GRACE: Duration = Duration::from_secs(1);
+
 impl Outbox {
-    fn push(&self, text: String) {
-        match self
-            .tx
-            .try_send(Outgoing::Frame(Message::Text(Utf8Bytes::from(text))))
-        {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => self.overflow.cancel(),
+    /// Queues one frame, waiting at most [`FULL_QUEUE_GRACE`] for room; past that the socket is
+    /// flagged for closing (1011).
+    async fn push(&self, text: String) {
+        let frame = Outgoing::Frame(Message::Text(Utf8Bytes::from(text)));
+        let frame = match self.tx.try_send(frame) {
+            Ok(()) => return,
+            Err(mpsc::error::TrySendError::Full(frame)) => frame,
             // The socket is gone: nobody is left to answer.
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
+            Err(mpsc::error::TrySendError::Closed(_)) => return,
+        };
+        if tokio::time::timeout(FULL_QUEUE_GRACE, self.tx.send(frame))
+            .await
+            .is_err()
+        {
+            self.overflow.cancel();
         }
     }
 }
@@ -176,22 +187,35 @@ where
     let mut window = RateWindow::new(config.rate_limit);
     let idle = tokio::time::sleep(config.idle_timeout);
     tokio::pin!(idle);
+    // Futures that outlive one message are created once, not per message.
+    let overflowed = overflow.cancelled();
+    tokio::pin!(overflowed);
+    let stopping = inner.shutdown.triggered();
+    tokio::pin!(stopping);
+    let links = conn.token_links.clone();
+    let mut links_changed = Box::pin(token_linked(links.clone()));
+    let expiry = tokio::time::sleep(Duration::from_secs(365 * 24 * 3600));
+    tokio::pin!(expiry);
 
     let close: Option<(CloseCode, &'static str)> = loop {
-        let links = conn.token_links.as_deref();
         let next = tokio::select! {
             biased;
-            _ = overflow.cancelled() => break None,
-            _ = inner.shutdown.triggered() => break Some((CloseCode::Away, "server shutting down")),
+            _ = &mut overflowed => break None,
+            _ = &mut stopping => break Some((CloseCode::Away, "server shutting down")),
             _ = &mut idle => break Some((CloseCode::Normal, "idle timeout")),
-            _ = token_expiry(links) => {
-                let expired = links.map_or(0, |l| l.take_expired(epoch_ms()));
+            _ = &mut expiry => {
+                let expired = links.as_ref().map_or(0, |l| l.take_expired(epoch_ms()));
                 for _ in 0..expired {
-                    outbox.push(token_expired(&inner.node));
+                    outbox.push(token_expired(&inner.node)).await;
                 }
+                expiry.as_mut().reset(next_expiry(links.as_deref()));
                 continue;
             }
-            _ = async { match links { Some(l) => l.changed().await, None => std::future::pending().await } } => continue,
+            _ = &mut links_changed => {
+                links_changed.set(token_linked(links.clone()));
+                expiry.as_mut().reset(next_expiry(links.as_deref()));
+                continue;
+            }
             next = stream.next() => next,
         };
         let message = match next {
@@ -218,25 +242,39 @@ where
         // Wait for a request slot of this socket before reading further.
         let permit = tokio::select! {
             biased;
-            _ = overflow.cancelled() => break None,
-            _ = inner.shutdown.triggered() => break Some((CloseCode::Away, "server shutting down")),
+            _ = &mut overflowed => break None,
+            _ = &mut stopping => break Some((CloseCode::Away, "server shutting down")),
             permit = Arc::clone(&in_flight).acquire_owned() => match permit {
                 Ok(permit) => permit,
                 Err(_) => break None,
             },
         };
         match decode(&payload, &mut window) {
-            Decoded::Heartbeat => outbox.push(r#"{"p":2}"#.to_owned()),
-            Decoded::Reply(response) => outbox.push(response.to_text(&inner.node, ROOM)),
+            Decoded::Heartbeat => outbox.push(r#"{"p":2}"#.to_owned()).await,
+            Decoded::Reply(response) => outbox.push(response.to_text(&inner.node, ROOM)).await,
             Decoded::Request(req) => {
-                let inner = Arc::clone(&inner);
-                let conn = Arc::clone(&conn);
-                let outbox = outbox.clone();
-                tokio::spawn(async move {
-                    let response = inner.funnel.execute(req, &conn).await;
-                    outbox.push(response.to_text(&inner.node, ROOM));
-                    drop(permit);
-                });
+                let (task_inner, task_conn) = (Arc::clone(&inner), Arc::clone(&conn));
+                let mut run =
+                    Box::pin(async move { task_inner.funnel.execute(req, &task_conn).await });
+                // Most requests (cached reads) complete without waiting: answer those here, and
+                // hand only the ones that wait (storage, admission) to a task of their own, so a slow
+                // request never holds up the socket.
+                let polled = std::future::poll_fn(|cx| Poll::Ready(run.as_mut().poll(cx))).await;
+                match polled {
+                    Poll::Ready(response) => {
+                        outbox.push(response.to_text(&inner.node, ROOM)).await;
+                        drop(permit);
+                    }
+                    Poll::Pending => {
+                        let node = Arc::clone(&inner.node);
+                        let outbox = outbox.clone();
+                        tokio::spawn(async move {
+                            let response = run.await;
+                            outbox.push(response.to_text(&node, ROOM)).await;
+                            drop(permit);
+                        });
+                    }
+                }
             }
         }
     };
@@ -257,14 +295,19 @@ where
     let _ = writer.await;
 }
 
-/// Resolves when the earliest token linked to the socket expires; never when there is none.
-async fn token_expiry(links: Option<&tollgate_core::TokenLinks>) {
-    match links.and_then(|l| l.next_expiry()) {
-        Some(at) => {
-            let wait = Duration::from_millis(at.saturating_sub(epoch_ms()));
-            tokio::time::sleep(wait).await;
-        }
+/// Resolves when a token is linked to the socket; never on a socket without token links.
+async fn token_linked(links: Option<Arc<tollgate_core::TokenLinks>>) {
+    match links {
+        Some(l) => l.changed().await,
         None => std::future::pending().await,
+    }
+}
+
+/// When the earliest token linked to the socket expires (far in the future when there is none).
+fn next_expiry(links: Option<&tollgate_core::TokenLinks>) -> Instant {
+    match links.and_then(|l| l.next_expiry()) {
+        Some(at) => Instant::now() + Duration::from_millis(at.saturating_sub(epoch_ms())),
+        None => Instant::now() + Duration::from_secs(365 * 24 * 3600),
     }
 }
 
