@@ -122,6 +122,10 @@ impl SecuritySnapshot {
 pub struct SecurityCache {
     current: ArcSwap<SecuritySnapshot>,
     users: DashMap<String, Arc<Doc>>,
+    /// Each user's `profileIds`, parsed once when the user changes.
+    user_profiles: DashMap<String, Arc<[String]>>,
+    /// The anonymous user's profiles.
+    anonymous_profiles: Arc<[String]>,
     tokens: DashMap<String, TokenRecord>,
     /// Tokens whose signature was already verified on this node: token → (id, kuid, exp in s).
     /// Only a shortcut past the HMAC and the JSON decoding; the record is still looked up each time.
@@ -161,6 +165,8 @@ impl SecurityCache {
         let cache = Arc::new(Self {
             current: ArcSwap::from_pointee(SecuritySnapshot::default()),
             users: DashMap::new(),
+            user_profiles: DashMap::new(),
+            anonymous_profiles: Arc::from(vec!["anonymous".to_owned()]),
             tokens: DashMap::new(),
             verified: DashMap::new(),
             applied,
@@ -230,6 +236,7 @@ impl SecurityCache {
             ..SecuritySnapshot::default()
         };
         self.users.clear();
+        self.user_profiles.clear();
         self.tokens.clear();
         for (kind, doc) in &raw.docs {
             match kind.as_str() {
@@ -245,10 +252,24 @@ impl SecurityCache {
     fn apply_entry(&self, kind: &str, id: &str, doc: Option<&Doc>) {
         match (kind, doc) {
             (USER, Some(doc)) => {
+                let profiles: Vec<String> = doc
+                    .body
+                    .get("profileIds")
+                    .and_then(Value::as_array)
+                    .map(|ids| {
+                        ids.iter()
+                            .filter_map(Value::as_str)
+                            .map(str::to_owned)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                self.user_profiles
+                    .insert(id.to_owned(), Arc::from(profiles));
                 self.users.insert(id.to_owned(), Arc::new(doc.clone()));
             }
             (USER, None) => {
                 self.users.remove(id);
+                self.user_profiles.remove(id);
             }
             (TOKEN, Some(doc)) => {
                 if let Some(record) = TokenRecord::from_doc(doc) {
@@ -260,6 +281,14 @@ impl SecurityCache {
             }
             _ => {}
         }
+    }
+
+    /// The profile ids of `kuid` (the anonymous user holds `anonymous`); `None` for an unknown user.
+    pub fn profile_ids(&self, kuid: &str) -> Option<Arc<[String]>> {
+        if kuid == tollgate_core::ANONYMOUS_KUID {
+            return Some(Arc::clone(&self.anonymous_profiles));
+        }
+        self.user_profiles.get(kuid).map(|p| Arc::clone(p.value()))
     }
 
     /// A stored user.

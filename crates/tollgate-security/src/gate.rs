@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use dashmap::DashMap;
-use serde_json::{Value, json};
+use serde_json::json;
 use tollgate_core::{Caller, ConnectionInfo, Gate, Protocol};
 use tollgate_protocol::errors::{
     API_PROCESS_TOO_MANY_LOGINS_REQUESTS, API_PROCESS_TOO_MANY_REQUESTS,
@@ -55,12 +55,18 @@ impl<K: std::hash::Hash + Eq + Clone> Windows<K> {
         if self.0.len() > 100_000 {
             self.0.retain(|_, (s, _)| *s == second);
         }
-        let mut entry = self.0.entry(key.clone()).or_insert((second, 0));
-        if entry.0 != second {
-            *entry = (second, 0);
+        let bump = |entry: &mut (u64, u64)| {
+            if entry.0 != second {
+                *entry = (second, 0);
+            }
+            entry.1 += 1;
+            entry.1
+        };
+        // The common case updates in place, without cloning the key.
+        if let Some(mut entry) = self.0.get_mut(key) {
+            return bump(&mut entry);
         }
-        entry.1 += 1;
-        entry.1
+        bump(&mut self.0.entry(key.clone()).or_insert((second, 0)))
     }
 }
 
@@ -95,23 +101,8 @@ pub fn caller_profiles<'a>(
 }
 
 /// The profile ids of `kuid` (the anonymous user holds `anonymous`); `None` for an unknown user.
-pub fn profile_ids(cache: &SecurityCache, kuid: &str) -> Option<Vec<String>> {
-    if kuid == tollgate_core::ANONYMOUS_KUID {
-        return Some(vec!["anonymous".to_owned()]);
-    }
-    let user = cache.user(kuid)?;
-    Some(
-        user.body
-            .get("profileIds")
-            .and_then(Value::as_array)
-            .map(|ids| {
-                ids.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default(),
-    )
+pub fn profile_ids(cache: &SecurityCache, kuid: &str) -> Option<Arc<[String]>> {
+    cache.profile_ids(kuid)
 }
 
 /// The outcome of checking a token.

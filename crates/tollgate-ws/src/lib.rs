@@ -343,10 +343,12 @@ where
     const CLOSE_GRACE: Duration = Duration::from_secs(1);
     // A client that stopped reading gets longer to take its pending frames and the close frame.
     const SLOW_CLOSE_GRACE: Duration = Duration::from_secs(5);
+    let overflowed = overflow.cancelled();
+    tokio::pin!(overflowed);
     loop {
         let next = tokio::select! {
             biased;
-            _ = overflow.cancelled() => None,
+            _ = &mut overflowed => None,
             next = rx.recv() => next,
         };
         let Some(out) = next else { break };
@@ -354,7 +356,7 @@ where
             Outgoing::Frame(message) => {
                 let sent = tokio::select! {
                     biased;
-                    _ = overflow.cancelled() => break,
+                    _ = &mut overflowed => break,
                     sent = sink.send(message) => sent,
                 };
                 if sent.is_err() {
