@@ -357,3 +357,80 @@ impl SecurityCache {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use tollgate_storage::memory::MemoryStore;
+    use tollgate_storage::{Expect, Op};
+
+    #[tokio::test]
+    async fn follows_changes_made_by_another_writer() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let cache = SecurityCache::start(Arc::clone(&store))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(cache.snapshot().profiles.is_empty());
+        // Another node writes straight to the shared store: this node never saw the request.
+        let put = |kind, id: &str, body| Op::Put {
+            kind,
+            id: id.into(),
+            body,
+            expect: Expect::Any,
+        };
+        let committed = store
+            .commit(vec![
+                put(
+                    ROLE,
+                    "r",
+                    json!({"controllers":{"auth":{"actions":{"login":true}}}}),
+                ),
+                put(
+                    PROFILE,
+                    "p",
+                    json!({"policies":[{"roleId":"r"}],"rateLimit":7}),
+                ),
+                put(USER, "u", json!({"profileIds":["p"]})),
+                put(TOKEN, "t", json!({"kuid":"u","expiresAt":-1})),
+            ])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        cache.wait_for(committed.seq).await;
+        let snapshot = cache.snapshot();
+        assert_eq!(
+            snapshot.profiles.get("p").map(|p| p.rights.rate_limit),
+            Some(7)
+        );
+        assert!(
+            snapshot
+                .roles
+                .get("r")
+                .is_some_and(|r| r.rights.allows("auth", "login"))
+        );
+        assert_eq!(
+            cache.profile_ids("u").as_deref(),
+            Some(&["p".to_owned()][..])
+        );
+        assert_eq!(cache.token("t").map(|t| t.kuid), Some("u".to_owned()));
+        // Deletions too.
+        let committed = store
+            .commit(vec![
+                Op::Delete {
+                    kind: TOKEN,
+                    id: "t".into(),
+                    expect: Expect::Any,
+                },
+                Op::Delete {
+                    kind: PROFILE,
+                    id: "p".into(),
+                    expect: Expect::Any,
+                },
+            ])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        cache.wait_for(committed.seq).await;
+        assert!(cache.token("t").is_none());
+        assert!(!cache.snapshot().profiles.contains_key("p"));
+    }
+}

@@ -674,3 +674,27 @@ async fn http_routes_of_profiles_and_roles() {
     let r = http_once(s.addr, "PUT", "/profiles/x", &[], b"{}").await;
     assert_eq!(r.json()["action"], "createOrReplaceProfile");
 }
+
+#[tokio::test]
+async fn bootstrap_creates_the_built_ins_of_the_spec() {
+    let s = TestServer::start().await;
+    let mut c = s.ws().await;
+    for id in ["admin", "default", "anonymous"] {
+        let r = call(&mut c, "getRole", json!({ "_id": id })).await;
+        let (masked, _) = mask_number(&r["result"].to_string(), "createdAt");
+        assert_eq!(
+            masked,
+            format!(
+                r#"{{"_id":"{id}","_version":1,"_source":{{"controllers":{{"*":{{"actions":{{"*":true}}}}}},"_kuzzle_info":{{"author":null,"createdAt":X,"updatedAt":null,"updater":null}}}}}}"#
+            )
+        );
+        let r = call(&mut c, "getProfile", json!({ "_id": id })).await;
+        let (masked, _) = mask_number(&r["result"].to_string(), "createdAt");
+        assert_eq!(
+            masked,
+            format!(
+                r#"{{"_id":"{id}","_version":1,"_source":{{"policies":[{{"roleId":"{id}"}}],"rateLimit":0,"_kuzzle_info":{{"author":null,"createdAt":X,"updatedAt":null,"updater":null}}}}}}"#
+            )
+        );
+    }
+}
