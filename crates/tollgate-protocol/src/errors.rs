@@ -172,6 +172,9 @@ pub struct KuzzleError {
     def: &'static ErrorDef,
     props: Vec<Value>,
     message: String,
+    /// A result the envelope carries beside the error (`server:healthCheck` reports the state of each
+    /// service with its failure); `null` otherwise.
+    result: Option<Box<Value>>,
 }
 
 impl std::fmt::Display for KuzzleError {
@@ -190,7 +193,19 @@ impl KuzzleError {
             def,
             props,
             message,
+            result: None,
         }
+    }
+
+    /// Attaches the result the envelope carries with this error.
+    pub fn with_result(mut self, result: Value) -> Self {
+        self.result = Some(Box::new(result));
+        self
+    }
+
+    /// The result carried with the error, if any.
+    pub fn result(&self) -> Option<&Value> {
+        self.result.as_deref()
     }
 
     /// An error whose template has no placeholder.

@@ -67,7 +67,8 @@ impl Response {
 
     /// An error answering `req`.
     pub fn failure(req: &Request, error: KuzzleError) -> Self {
-        Self::for_request(req, error.status(), Value::Null, Some(error))
+        let result = error.result().cloned().unwrap_or(Value::Null);
+        Self::for_request(req, error.status(), result, Some(error))
     }
 
     /// An error raised before an envelope could be built: `controller`, `action` and `volatile` are
@@ -212,6 +213,24 @@ mod tests {
         assert_eq!(
             text(&Response::success(&req, json!(true)), false),
             r#"{"action":"a","collection":null,"controller":"c","error":null,"headers":{},"node":"knode-tollgate-1","requestId":"r","result":true,"status":200,"volatile":null}"#
+        );
+    }
+
+    #[test]
+    fn an_error_may_carry_a_result() {
+        let req = Request::from_json(
+            json!({"controller":"server","action":"healthCheck","requestId":"h"}),
+            None,
+        )
+        .unwrap_or_default();
+        let e = KuzzleError::new(
+            &crate::errors::CORE_FATAL_SERVICE_UNAVAILABLE,
+            vec![json!("storageEngine: down")],
+        )
+        .with_result(json!({"services":{"storageEngine":"red"},"status":"red"}));
+        assert_eq!(
+            text(&Response::failure(&req, e), false),
+            r#"{"action":"healthCheck","controller":"server","error":{"code":2,"id":"core.fatal.service_unavailable","message":"Service unavailable: storageEngine: down.","props":["storageEngine: down"],"status":500},"headers":{},"node":"knode-tollgate-1","requestId":"h","result":{"services":{"storageEngine":"red"},"status":"red"},"status":500,"volatile":null}"#
         );
     }
 

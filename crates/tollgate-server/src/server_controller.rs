@@ -72,12 +72,12 @@ impl ServerController {
         if failures.is_empty() {
             Ok(json!({"services": services, "status": "green"}))
         } else {
-            // The envelope carries the error; the result is still reported by the front-end as null,
-            // so the details travel in the message.
+            // The envelope carries both the state of each service and the error.
             Err(KuzzleError::new(
                 &CORE_FATAL_SERVICE_UNAVAILABLE,
                 vec![json!(failures.join(", "))],
-            ))
+            )
+            .with_result(json!({"services": services, "status": "red"})))
         }
     }
 }
@@ -152,5 +152,50 @@ impl Controller for ServerController {
                 "server:{other} is not routed here"
             ))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tollgate_core::{Caller, ConnectionInfo, Protocol};
+
+    struct Down;
+
+    #[async_trait]
+    impl HealthProbe for Down {
+        fn name(&self) -> &'static str {
+            "storageEngine"
+        }
+        async fn check(&self) -> Result<(), String> {
+            Err("disk unreachable".into())
+        }
+        fn info(&self) -> Value {
+            json!({"type": "sqlite"})
+        }
+    }
+
+    #[tokio::test]
+    async fn health_check_reports_red_services_with_the_error() {
+        let c = ServerController::new(Arc::from("n"), Arc::default(), vec![Arc::new(Down)]);
+        let ctx = Context {
+            connection: Arc::new(ConnectionInfo::new(Protocol::Http, None, None)),
+            caller: Caller::anonymous(),
+        };
+        let req = Request::from_json(json!({"controller":"server","action":"healthCheck"}), None)
+            .unwrap_or_default();
+        let e = c.call("healthCheck", &req, &ctx).await.err();
+        assert_eq!(
+            e.as_ref().map(|e| e.id()),
+            Some("core.fatal.service_unavailable")
+        );
+        assert_eq!(
+            e.as_ref().map(|e| e.message().to_owned()),
+            Some("Service unavailable: storageEngine: disk unreachable.".to_owned())
+        );
+        assert_eq!(
+            e.and_then(|e| e.result().cloned()),
+            Some(json!({"services":{"storageEngine":"red"},"status":"red"}))
+        );
     }
 }
