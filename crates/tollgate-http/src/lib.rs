@@ -11,7 +11,7 @@ pub mod routes;
 
 use std::convert::Infallible;
 use std::io::Write;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -54,6 +54,9 @@ pub struct HttpConfig {
     pub max_head_size: usize,
     /// Time allowed to receive a request head.
     pub head_timeout: Duration,
+    /// Reverse proxies whose `X-Forwarded-For` is believed: the client address of a request coming
+    /// through one of them is taken from that header (per-IP login limits see the real client).
+    pub trusted_proxies: Vec<IpAddr>,
 }
 
 impl Default for HttpConfig {
@@ -64,6 +67,7 @@ impl Default for HttpConfig {
             compression: true,
             max_head_size: 64 * 1024,
             head_timeout: Duration::from_secs(30),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -201,7 +205,11 @@ impl HttpFrontend {
         let conn = Arc::new(ConnectionInfo {
             id: connection_id.to_owned(),
             protocol: Protocol::Http,
-            peer: Some(peer),
+            peer: Some(client_addr(
+                peer,
+                req.headers(),
+                &self.config.trusted_proxies,
+            )),
             origin: reply
                 .origin
                 .as_ref()
@@ -579,6 +587,30 @@ fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
     upgrade && connection
 }
 
+/// The client's address: the peer's, unless the peer is a trusted proxy, in which case the rightmost
+/// `X-Forwarded-For` entry that is not itself a trusted proxy (entries further left could be forged by
+/// the client).
+fn client_addr(peer: SocketAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> SocketAddr {
+    if !trusted.contains(&peer.ip()) {
+        return peer;
+    }
+    let forwarded = headers
+        .get_all(HeaderName::from_static("x-forwarded-for"))
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect::<Vec<_>>();
+    for entry in forwarded.iter().rev() {
+        match entry.parse::<IpAddr>() {
+            Ok(ip) if trusted.contains(&ip) => continue,
+            Ok(ip) => return SocketAddr::new(ip, 0),
+            Err(_) => break,
+        }
+    }
+    peer
+}
+
 /// `Authorization: Bearer <token>` (scheme case-insensitive, token trimmed).
 fn bearer(headers: &HeaderMap) -> Option<String> {
     let value = headers.get(AUTHORIZATION)?.to_str().ok()?.trim();
@@ -643,6 +675,25 @@ mod tests {
         assert_eq!(bearer(&h), Some("tok".to_owned()));
         h.insert(AUTHORIZATION, HeaderValue::from_static("Basic abc"));
         assert_eq!(bearer(&h), None);
+    }
+
+    #[test]
+    fn forwarded_client_addresses_only_from_trusted_proxies() {
+        let proxy: SocketAddr = ([10, 0, 0, 1], 5000).into();
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("1.2.3.4, 9.9.9.9, 10.0.0.2"),
+        );
+        let trusted: Vec<IpAddr> = vec![[10, 0, 0, 1].into(), [10, 0, 0, 2].into()];
+        assert_eq!(
+            client_addr(proxy, &h, &trusted).ip(),
+            IpAddr::from([9, 9, 9, 9])
+        );
+        assert_eq!(client_addr(proxy, &h, &[]), proxy);
+        let other: SocketAddr = ([8, 8, 8, 8], 1).into();
+        assert_eq!(client_addr(other, &h, &trusted), other);
+        assert_eq!(client_addr(proxy, &HeaderMap::new(), &trusted), proxy);
     }
 
     #[test]

@@ -135,6 +135,8 @@ pub struct HttpSection {
     pub head_timeout_ms: u64,
     /// Allowed `Origin` values; absent allows every origin.
     pub allowed_origins: Option<Vec<String>>,
+    /// Addresses of reverse proxies whose `X-Forwarded-For` header is believed.
+    pub trusted_proxies: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -191,6 +193,7 @@ impl Default for HttpSection {
             max_head_size: 64 * 1024,
             head_timeout_ms: 30_000,
             allowed_origins: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -324,6 +327,16 @@ impl Config {
         }
         if !(1024..=1024 * 1024).contains(&self.http.max_head_size) {
             return bad("http.max_head_size must be between 1024 and 1048576".into());
+        }
+        if let Some(bad_ip) = self
+            .http
+            .trusted_proxies
+            .iter()
+            .find(|p| p.parse::<std::net::IpAddr>().is_err())
+        {
+            return bad(format!(
+                "http.trusted_proxies: {bad_ip:?} is not an IP address"
+            ));
         }
         if self.http.head_timeout_ms == 0 {
             return bad("http.head_timeout_ms must be positive".into());

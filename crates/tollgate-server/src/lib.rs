@@ -219,6 +219,12 @@ impl Server {
                 compression: config.http.compression,
                 max_head_size: config.http.max_head_size,
                 head_timeout: Duration::from_millis(config.http.head_timeout_ms),
+                trusted_proxies: config
+                    .http
+                    .trusted_proxies
+                    .iter()
+                    .filter_map(|p| p.parse().ok())
+                    .collect(),
             },
             Arc::clone(&node),
             Some(ws),

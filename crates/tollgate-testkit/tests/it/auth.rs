@@ -1125,3 +1125,75 @@ async fn concurrent_first_admins_only_one_wins() {
         200
     );
 }
+
+#[tokio::test]
+async fn http_login_limit_uses_forwarded_address_only_behind_a_trusted_proxy() {
+    // The test client connects from 127.0.0.1: as a trusted proxy, its X-Forwarded-For is believed.
+    let s = TestServer::start_with(
+        |c| {
+            c.security.http_logins_per_second_per_ip = 1;
+            c.http.trusted_proxies = vec!["127.0.0.1".into()];
+        },
+        vec![],
+    )
+    .await;
+    let body = br#"{"username":"nobody","password":"x"}"#;
+    let attempt = |client: &'static str| {
+        let addr = s.addr;
+        async move {
+            http_once(
+                addr,
+                "POST",
+                "/_login/local",
+                &[("X-Forwarded-For", client)],
+                body,
+            )
+            .await
+            .json()["error"]["id"]
+                .clone()
+        }
+    };
+    // Each client has its own budget of 1 per second.
+    let first = [
+        attempt("203.0.113.1").await,
+        attempt("203.0.113.2").await,
+        attempt("203.0.113.3").await,
+    ];
+    assert!(
+        first.iter().all(|id| id == "plugin.strategy.missing_user"),
+        "{first:?}"
+    );
+    // The same client twice in a row (within a second, or the first of the next second) is limited at
+    // least once over three tries.
+    let again = [
+        attempt("203.0.113.9").await,
+        attempt("203.0.113.9").await,
+        attempt("203.0.113.9").await,
+    ];
+    assert!(
+        again.contains(&json!("api.process.too_many_logins_requests")),
+        "{again:?}"
+    );
+
+    // Without trust, the header is ignored: every request counts against 127.0.0.1.
+    let s = TestServer::start_with(|c| c.security.http_logins_per_second_per_ip = 1, vec![]).await;
+    let mut ids = Vec::new();
+    for client in ["203.0.113.1", "203.0.113.2", "203.0.113.3"] {
+        ids.push(
+            http_once(
+                s.addr,
+                "POST",
+                "/_login/local",
+                &[("X-Forwarded-For", client)],
+                body,
+            )
+            .await
+            .json()["error"]["id"]
+                .clone(),
+        );
+    }
+    assert!(
+        ids.contains(&json!("api.process.too_many_logins_requests")),
+        "{ids:?}"
+    );
+}
