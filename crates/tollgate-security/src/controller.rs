@@ -305,7 +305,7 @@ impl SecurityController {
                 definition,
                 updated_info(info.as_ref(), ctx.caller.audit_kuid()),
             );
-            let mut ops = role_checks(&role_ids);
+            let mut ops = presence_checks(ROLE, &role_ids);
             ops.push(Op::Put {
                 kind: PROFILE,
                 id: id.to_owned(),
@@ -389,7 +389,7 @@ impl SecurityController {
                 None => (created_info(ctx.caller.audit_kuid()), Expect::Absent),
             };
             let source = with_info(definition.clone(), info);
-            let mut ops = role_checks(&role_ids);
+            let mut ops = presence_checks(ROLE, &role_ids);
             ops.push(Op::Put {
                 kind,
                 id: id.to_owned(),
@@ -696,13 +696,13 @@ fn mget_cached<T: CachedDoc>(
     Ok(json!({ "hits": hits }))
 }
 
-/// `Check` ops asserting that every referenced role exists, in the same transaction as the write.
-fn role_checks(role_ids: &[String]) -> Vec<Op> {
-    role_ids
-        .iter()
-        .map(|r| Op::Check {
-            kind: ROLE,
-            id: r.clone(),
+/// `Check` ops asserting that every referenced document of `kind` exists, in the same transaction as
+/// the write that references them.
+pub(crate) fn presence_checks(kind: &'static str, ids: &[String]) -> Vec<Op> {
+    ids.iter()
+        .map(|id| Op::Check {
+            kind,
+            id: id.clone(),
             expect: Expect::Present,
         })
         .collect()

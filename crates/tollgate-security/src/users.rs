@@ -13,7 +13,7 @@ use tollgate_protocol::{KuzzleError, Request};
 use tollgate_storage::{Expect, Op, StoreError};
 
 use crate::controller::{
-    SecurityController, backoff, check_refresh, doc_result, retry_on_conflict,
+    SecurityController, backoff, check_refresh, doc_result, presence_checks, retry_on_conflict,
 };
 use crate::gate::{caller_profiles, profile_ids};
 use crate::rights::rights_listing;
@@ -285,14 +285,7 @@ impl SecurityController {
             return Err(login_taken(&l.username));
         }
         let source = user_source(&profiles, content, created_info(ctx.caller.audit_kuid()));
-        let mut ops: Vec<Op> = profiles
-            .iter()
-            .map(|p| Op::Check {
-                kind: PROFILE,
-                id: p.clone(),
-                expect: Expect::Present,
-            })
-            .collect();
+        let mut ops = presence_checks(PROFILE, &profiles);
         let user_op = ops.len();
         ops.push(Op::Put {
             kind: USER,
@@ -502,14 +495,7 @@ impl SecurityController {
                 &content,
                 updated_info(info.as_ref(), ctx.caller.audit_kuid()),
             );
-            let mut ops: Vec<Op> = ids
-                .iter()
-                .map(|p| Op::Check {
-                    kind: PROFILE,
-                    id: p.clone(),
-                    expect: Expect::Present,
-                })
-                .collect();
+            let mut ops = presence_checks(PROFILE, &ids);
             let user_op = ops.len();
             ops.push(Op::Put {
                 kind: USER,
