@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures_util::FutureExt;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::sync::Semaphore;
 use tollgate_protocol::errors::{
     API_PROCESS_OVERLOADED, API_PROCESS_SHUTTING_DOWN, API_PROCESS_UNAUTHORIZED_ORIGIN,
 };
-use tollgate_protocol::{KuzzleError, Request, Response};
+use tollgate_protocol::{KuzzleError, Payload, Request, Response};
 
 use crate::context::{ConnectionInfo, Context};
 use crate::gate::Gate;
@@ -96,7 +96,7 @@ impl Funnel {
         }
     }
 
-    async fn run(&self, req: &Request, conn: &Arc<ConnectionInfo>) -> Result<Value, KuzzleError> {
+    async fn run(&self, req: &Request, conn: &Arc<ConnectionInfo>) -> Result<Payload, KuzzleError> {
         let controller = match req.controller.as_deref() {
             None | Some("") => return Err(KuzzleError::missing_argument("controller")),
             Some(c) => c,
@@ -122,12 +122,15 @@ impl Funnel {
             connection: Arc::clone(conn),
             caller,
         };
+        if let Some(answer) = target.cached(action, req, &ctx) {
+            return answer;
+        }
         // A panic in an action must not drop the request: it is answered as an unexpected error.
         match std::panic::AssertUnwindSafe(target.call(action, req, &ctx))
             .catch_unwind()
             .await
         {
-            Ok(outcome) => outcome,
+            Ok(outcome) => outcome.map(Payload::Value),
             Err(_) => {
                 tracing::error!(controller, action, "action panicked");
                 Err(KuzzleError::internal(format!(
@@ -184,7 +187,7 @@ mod tests {
     use crate::gate::OpenGate;
     use crate::router::{ActionDef, Controller};
     use async_trait::async_trait;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     struct Echo;
     #[async_trait]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde_json::{Map, Value, json};
 use tollgate_protocol::errors::{API_PROCESS_ACTION_NOT_FOUND, API_PROCESS_CONTROLLER_NOT_FOUND};
-use tollgate_protocol::{KuzzleError, Request};
+use tollgate_protocol::{KuzzleError, Payload, Request};
 
 use crate::context::Context;
 
@@ -49,6 +49,17 @@ pub trait Controller: Send + Sync + 'static {
     /// Runs `action`; only called for an action listed by [`Controller::actions`], after the
     /// pipeline's checks.
     async fn call(&self, action: &str, req: &Request, ctx: &Context) -> Result<Value, KuzzleError>;
+
+    /// A fast path for answers served from memory as pre-serialized JSON (cached documents): `Some`
+    /// answers the request, `None` sends it to [`Controller::call`]. Called under the same checks.
+    fn cached(
+        &self,
+        _action: &str,
+        _req: &Request,
+        _ctx: &Context,
+    ) -> Option<Result<Payload, KuzzleError>> {
+        None
+    }
 }
 
 /// An HTTP route resolved to a `controller:action`.

@@ -13,4 +13,4 @@ pub mod response;
 
 pub use errors::KuzzleError;
 pub use request::{ArgRef, Args, ConstructionError, Request, new_request_id};
-pub use response::{Encoding, Response, to_json_bytes};
+pub use response::{Encoding, Payload, Response, to_json_bytes};

@@ -1,11 +1,62 @@
 //! The response envelope (`shared/spec/protocol.md` §2): fixed key order, `index`/`collection` only
 //! when the request carried them, `room` only on WebSocket.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::errors::KuzzleError;
 use crate::request::Request;
+
+/// An action's result: a JSON value, or JSON serialized ahead of time (cached documents are answered
+/// without being cloned and serialized again).
+#[derive(Debug, Clone)]
+pub enum Payload {
+    Value(Value),
+    Raw(Arc<RawValue>),
+}
+
+impl From<Value> for Payload {
+    fn from(value: Value) -> Self {
+        Payload::Value(value)
+    }
+}
+
+impl Payload {
+    /// The result as a JSON value (parsing pre-serialized JSON).
+    pub fn to_value(&self) -> Value {
+        match self {
+            Payload::Value(v) => v.clone(),
+            Payload::Raw(raw) => serde_json::from_str(raw.get()).unwrap_or(Value::Null),
+        }
+    }
+}
+
+impl PartialEq for Payload {
+    fn eq(&self, other: &Self) -> bool {
+        self.to_value() == other.to_value()
+    }
+}
+
+impl PartialEq<Value> for Payload {
+    fn eq(&self, other: &Value) -> bool {
+        match self {
+            Payload::Value(v) => v == other,
+            Payload::Raw(_) => self.to_value() == *other,
+        }
+    }
+}
+
+impl Serialize for Payload {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Payload::Value(v) => v.serialize(s),
+            Payload::Raw(raw) => raw.serialize(s),
+        }
+    }
+}
 
 /// A response, success or error, before it is turned into bytes by a front-end.
 #[derive(Debug, Clone, PartialEq)]
@@ -17,7 +68,7 @@ pub struct Response {
     pub collection: Option<Option<String>>,
     pub volatile: Option<Value>,
     pub status: u16,
-    pub result: Value,
+    pub result: Payload,
     pub error: Option<KuzzleError>,
 }
 
@@ -43,7 +94,7 @@ struct Wire<'a> {
     node: &'a str,
     #[serde(rename = "requestId")]
     request_id: &'a str,
-    result: &'a Value,
+    result: &'a Payload,
     status: u16,
     volatile: Option<&'a Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -61,14 +112,14 @@ impl Serialize for Empty {
 
 impl Response {
     /// A success answering `req`.
-    pub fn success(req: &Request, result: Value) -> Self {
-        Self::for_request(req, 200, result, None)
+    pub fn success(req: &Request, result: impl Into<Payload>) -> Self {
+        Self::for_request(req, 200, result.into(), None)
     }
 
     /// An error answering `req`.
     pub fn failure(req: &Request, error: KuzzleError) -> Self {
         let result = error.result().cloned().unwrap_or(Value::Null);
-        Self::for_request(req, error.status(), result, Some(error))
+        Self::for_request(req, error.status(), result.into(), Some(error))
     }
 
     /// An error raised before an envelope could be built: `controller`, `action` and `volatile` are
@@ -82,7 +133,7 @@ impl Response {
             collection: None,
             volatile: None,
             status: error.status(),
-            result: Value::Null,
+            result: Payload::Value(Value::Null),
             error: Some(error),
         }
     }
@@ -97,12 +148,17 @@ impl Response {
             collection: None,
             volatile: None,
             status,
-            result,
+            result: Payload::Value(result),
             error: None,
         }
     }
 
-    fn for_request(req: &Request, status: u16, result: Value, error: Option<KuzzleError>) -> Self {
+    fn for_request(
+        req: &Request,
+        status: u16,
+        result: Payload,
+        error: Option<KuzzleError>,
+    ) -> Self {
         Self {
             request_id: req.request_id.clone(),
             controller: req.controller.clone(),
@@ -118,6 +174,15 @@ impl Response {
 
     /// Serializes the envelope; `node` is the node id.
     pub fn to_bytes(&self, node: &str, encoding: Encoding) -> Vec<u8> {
+        let reparsed;
+        let result = match (&self.result, encoding.pretty) {
+            // Pre-serialized JSON is written as is; pretty output indents it too.
+            (Payload::Raw(_), true) => {
+                reparsed = Payload::Value(self.result.to_value());
+                &reparsed
+            }
+            _ => &self.result,
+        };
         let wire = Wire {
             action: self.action.as_deref(),
             collection: self.collection.as_ref(),
@@ -127,7 +192,7 @@ impl Response {
             index: self.index.as_ref(),
             node,
             request_id: &self.request_id,
-            result: &self.result,
+            result,
             status: self.status,
             volatile: self.volatile.as_ref(),
             room: encoding.room.then_some(self.request_id.as_str()),

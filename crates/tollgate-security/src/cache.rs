@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use dashmap::DashMap;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use tokio::sync::watch;
 use tollgate_storage::{Doc, FeedEvent, Store, StoreError};
@@ -31,34 +32,55 @@ impl TokenRecord {
     }
 }
 
-/// A cached role: the stored document and its parsed rights.
+/// A cached role: the stored document, its parsed rights, and its result JSON.
 #[derive(Debug, Clone)]
 pub struct CachedRole {
     pub doc: Doc,
     pub rights: RoleRights,
+    /// `{"_id","_version","_source"}`, serialized once.
+    pub result: Arc<RawValue>,
 }
 
-/// A cached profile: the stored document and its parsed policies.
+/// A cached profile: the stored document, its parsed policies, and its result JSON.
 #[derive(Debug, Clone)]
 pub struct CachedProfile {
     pub doc: Doc,
     pub rights: ProfileRights,
+    /// `{"_id","_version","_source"}`, serialized once.
+    pub result: Arc<RawValue>,
 }
 
-/// A cached entry that carries its stored document.
+/// `{"_id","_version","_source"}` of a document, serialized.
+fn result_json(doc: &Doc) -> Arc<RawValue> {
+    let value = serde_json::json!({"_id": doc.id, "_version": doc.version, "_source": doc.body});
+    match serde_json::value::to_raw_value(&value) {
+        Ok(raw) => Arc::from(raw),
+        // Serializing a JSON value cannot fail; keep a valid document should it ever.
+        Err(_) => Arc::from(RawValue::NULL.to_owned()),
+    }
+}
+
+/// A cached entry that carries its stored document and its result JSON.
 pub trait CachedDoc {
     fn doc(&self) -> &Doc;
+    fn result(&self) -> &Arc<RawValue>;
 }
 
 impl CachedDoc for CachedRole {
     fn doc(&self) -> &Doc {
         &self.doc
     }
+    fn result(&self) -> &Arc<RawValue> {
+        &self.result
+    }
 }
 
 impl CachedDoc for CachedProfile {
     fn doc(&self) -> &Doc {
         &self.doc
+    }
+    fn result(&self) -> &Arc<RawValue> {
+        &self.result
     }
 }
 
@@ -91,6 +113,7 @@ impl SecuritySnapshot {
                     Arc::new(CachedRole {
                         doc: doc.clone(),
                         rights,
+                        result: result_json(doc),
                     }),
                 );
             }
@@ -104,6 +127,7 @@ impl SecuritySnapshot {
                     Arc::new(CachedProfile {
                         doc: doc.clone(),
                         rights,
+                        result: result_json(doc),
                     }),
                 );
             }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rand::Rng;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 use tollgate_catalog::Catalog;
 use tollgate_core::{ActionDef, Context, Controller, route};
@@ -19,7 +20,7 @@ use tollgate_protocol::errors::{
     SERVICES_STORAGE_DOCUMENT_ALREADY_EXISTS, SERVICES_STORAGE_GET_LIMIT_EXCEEDED,
     SERVICES_STORAGE_TOO_MANY_CHANGES,
 };
-use tollgate_protocol::{ArgRef, KuzzleError, Request};
+use tollgate_protocol::{ArgRef, KuzzleError, Payload, Request};
 use tollgate_storage::{Committed, Doc, Expect, Op, Store, StoreError};
 
 use crate::cache::{CachedDoc, SecurityCache};
@@ -419,7 +420,7 @@ impl SecurityController {
         Err(too_many_changes(id))
     }
 
-    fn get_profile(&self, req: &Request) -> Result<Value, KuzzleError> {
+    fn get_profile(&self, req: &Request) -> Result<Payload, KuzzleError> {
         let snapshot = self.cache.snapshot();
         get_cached(
             &snapshot.profiles,
@@ -428,7 +429,7 @@ impl SecurityController {
         )
     }
 
-    fn mget_profiles(&self, req: &Request) -> Result<Value, KuzzleError> {
+    fn mget_profiles(&self, req: &Request) -> Result<Payload, KuzzleError> {
         let ids = mget_ids(req, self.config.documents_fetch_count)?;
         let snapshot = self.cache.snapshot();
         mget_cached(&snapshot.profiles, &ids, &SECURITY_PROFILE_NOT_FOUND)
@@ -592,7 +593,7 @@ impl SecurityController {
         }
     }
 
-    fn get_role(&self, req: &Request) -> Result<Value, KuzzleError> {
+    fn get_role(&self, req: &Request) -> Result<Payload, KuzzleError> {
         let snapshot = self.cache.snapshot();
         get_cached(
             &snapshot.roles,
@@ -601,7 +602,7 @@ impl SecurityController {
         )
     }
 
-    fn mget_roles(&self, req: &Request) -> Result<Value, KuzzleError> {
+    fn mget_roles(&self, req: &Request) -> Result<Payload, KuzzleError> {
         let ids = mget_ids(req, self.config.documents_fetch_count)?;
         let snapshot = self.cache.snapshot();
         mget_cached(&snapshot.roles, &ids, &SECURITY_ROLE_NOT_FOUND)
@@ -673,14 +674,14 @@ impl SecurityController {
     }
 }
 
-/// One cached document as a result, or `missing` naming the id.
+/// One cached document as a result (its pre-serialized JSON), or `missing` naming the id.
 fn get_cached<T: CachedDoc>(
     map: &HashMap<String, Arc<T>>,
     id: &str,
     missing: &'static ErrorDef,
-) -> Result<Value, KuzzleError> {
-    let doc = map.get(id).ok_or_else(|| with_id(missing, id))?.doc();
-    Ok(doc_result(id, doc.version, &doc.body))
+) -> Result<Payload, KuzzleError> {
+    let doc = map.get(id).ok_or_else(|| with_id(missing, id))?;
+    Ok(Payload::Raw(Arc::clone(doc.result())))
 }
 
 /// `{"hits":[…]}` in request order; the first unknown id fails the whole request.
@@ -688,12 +689,19 @@ fn mget_cached<T: CachedDoc>(
     map: &HashMap<String, Arc<T>>,
     ids: &[String],
     missing: &'static ErrorDef,
-) -> Result<Value, KuzzleError> {
-    let hits = ids
-        .iter()
-        .map(|id| get_cached(map, id, missing))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(json!({ "hits": hits }))
+) -> Result<Payload, KuzzleError> {
+    let mut json = String::from(r#"{"hits":["#);
+    for (i, id) in ids.iter().enumerate() {
+        let doc = map.get(id).ok_or_else(|| with_id(missing, id))?;
+        if i > 0 {
+            json.push(',');
+        }
+        json.push_str(doc.result().get());
+    }
+    json.push_str("]}");
+    RawValue::from_string(json)
+        .map(|raw| Payload::Raw(Arc::from(raw)))
+        .map_err(KuzzleError::internal)
 }
 
 /// `Check` ops asserting that every referenced document of `kind` exists, in the same transaction as
@@ -759,21 +767,40 @@ impl Controller for SecurityController {
         ]
     }
 
+    fn cached(
+        &self,
+        action: &str,
+        req: &Request,
+        _ctx: &Context,
+    ) -> Option<Result<Payload, KuzzleError>> {
+        Some(match action {
+            "getProfile" => self.get_profile(req),
+            "mGetProfiles" => self.mget_profiles(req),
+            "getRole" => self.get_role(req),
+            "mGetRoles" => self.mget_roles(req),
+            _ => return None,
+        })
+    }
+
     async fn call(&self, action: &str, req: &Request, ctx: &Context) -> Result<Value, KuzzleError> {
         match action {
             "updateProfile" => self.update_profile(req, ctx).await,
             "createProfile" => self.write_profile(req, ctx, false).await,
             "createOrReplaceProfile" => self.write_profile(req, ctx, true).await,
-            "getProfile" => self.get_profile(req),
-            "mGetProfiles" => self.mget_profiles(req),
+            "getProfile" | "mGetProfiles" | "getRole" | "mGetRoles" => self
+                .cached(action, req, ctx)
+                .unwrap_or_else(|| {
+                    Err(KuzzleError::internal(format!(
+                        "security:{action} has no cached answer"
+                    )))
+                })
+                .map(|payload| payload.to_value()),
             "searchProfiles" => self.search_profiles(req),
             "deleteProfile" => self.delete_profile(req, ctx).await,
             "getProfileRights" => self.profile_rights(req),
             "createRole" => self.write_role(req, ctx, false).await,
             "createOrReplaceRole" => self.write_role(req, ctx, true).await,
             "updateRole" => self.update_role(req, ctx).await,
-            "getRole" => self.get_role(req),
-            "mGetRoles" => self.mget_roles(req),
             "searchRoles" => self.search_roles(req),
             "deleteRole" => self.delete_role(req).await,
             "createUser" => self.create_user(req, ctx).await,
