@@ -6,58 +6,14 @@
 // Prints `ok <protocol>` and exits 0 on success; prints the error and exits 1 on any failure or
 // after a global timeout. Run by crates/tollgate-testkit/tests/it/sdk.rs.
 
-import { isDeepStrictEqual, inspect } from 'node:util';
-
 import sdk from 'kuzzle-sdk';
+
+import { assertEqual, expectKuzzleError, fail, scriptArgs, show } from './common.mjs';
 
 // kuzzle-sdk is CommonJS: its named exports are read from the default import.
 const { Kuzzle, WebSocket, Http, Profile, Role } = sdk;
 
-const GLOBAL_TIMEOUT_MS = 20_000;
-
-const [host, portArg, protocol] = process.argv.slice(2);
-const port = Number(portArg);
-if (!host || !Number.isInteger(port) || port <= 0 || !['websocket', 'http'].includes(protocol)) {
-  console.error('usage: node profile_lifecycle.mjs <host> <port> <websocket|http>');
-  process.exit(1);
-}
-
-const timer = setTimeout(() => {
-  console.error(`timeout: no result after ${GLOBAL_TIMEOUT_MS} ms (${protocol})`);
-  process.exit(1);
-}, GLOBAL_TIMEOUT_MS);
-timer.unref();
-
-function fail(message) {
-  throw new Error(message);
-}
-
-function show(value) {
-  return inspect(value, { depth: 6, breakLength: Infinity });
-}
-
-function assertEqual(actual, expected, what) {
-  if (!isDeepStrictEqual(actual, expected)) {
-    fail(`${what}: expected ${show(expected)}, got ${show(actual)}`);
-  }
-}
-
-// Runs `promise`, which must reject with a KuzzleError of the given id and status.
-async function expectKuzzleError(promise, id, status, what) {
-  let result;
-  try {
-    result = await promise;
-  } catch (err) {
-    // KuzzleError is not exported by kuzzle-sdk 7.17.1, hence the check on the constructor name.
-    if (err?.constructor?.name !== 'KuzzleError') {
-      fail(`${what}: expected a KuzzleError, got ${show(err)}`);
-    }
-    assertEqual(err.id, id, `${what}: error id`);
-    assertEqual(err.status, status, `${what}: error status`);
-    return err;
-  }
-  fail(`${what}: expected the error ${id}, but it succeeded with ${show(result)}`);
-}
+const { host, port, protocol } = scriptArgs('profile_lifecycle.mjs');
 
 const suffix = `${protocol}-${process.pid}-${Date.now()}`;
 const roleId = `sdk-role-${suffix}`;
