@@ -564,7 +564,8 @@ fn compress(
 
 /// Approximate size of the request head as received: request line and header lines.
 fn head_size<B>(req: &hyper::Request<B>) -> usize {
-    let line = req.method().as_str().len() + req.uri().to_string().len() + 12;
+    let target = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
+    let line = req.method().as_str().len() + target + 12;
     req.headers()
         .iter()
         .fold(line, |acc, (k, v)| acc + k.as_str().len() + v.len() + 4)
