@@ -200,6 +200,7 @@ impl SecurityController {
         req: &Request,
         ctx: &Context,
         forced_profiles: Option<Vec<String>>,
+        reset: bool,
     ) -> Result<(String, Value, u64), KuzzleError> {
         let body = req.body.as_ref();
         let empty = Map::new();
@@ -312,11 +313,21 @@ impl SecurityController {
                 expect: Expect::Absent,
             });
         }
+        // createFirstAdmin with `reset`: the standard rights are written in the same transaction, so
+        // there is never an admin with the install still open, nor restricted rights without an admin.
+        let restrict_from = ops.len();
+        if reset {
+            ops.extend(self.restrict_ops(ctx).await?);
+        }
         match self.commit(ops).await {
             Ok(c) => Ok((
                 id,
                 source,
                 c.versions.get(user_op).copied().flatten().unwrap_or(1),
+            )),
+            Err(StoreError::Conflict { index }) if index >= restrict_from => Err(KuzzleError::new(
+                &SERVICES_STORAGE_TOO_MANY_CHANGES,
+                vec![json!("anonymous")],
             )),
             Err(StoreError::Conflict { index }) if index < user_op => Err(KuzzleError::new(
                 &SECURITY_PROFILE_NOT_FOUND,
@@ -336,7 +347,7 @@ impl SecurityController {
         ctx: &Context,
     ) -> Result<Value, KuzzleError> {
         req.required_body()?;
-        let (id, source, version) = self.create_user_with(req, ctx, None).await?;
+        let (id, source, version) = self.create_user_with(req, ctx, None, false).await?;
         Ok(doc_result(&id, version, &source))
     }
 
@@ -363,11 +374,8 @@ impl SecurityController {
         }
         let reset = req.boolean("reset")?.unwrap_or(false);
         let (id, source, version) = self
-            .create_user_with(req, ctx, Some(vec!["admin".to_owned()]))
+            .create_user_with(req, ctx, Some(vec!["admin".to_owned()]), reset)
             .await?;
-        if reset {
-            self.restrict_default_rights(ctx).await?;
-        }
         Ok(doc_result(&id, version, &source))
     }
 
@@ -386,30 +394,37 @@ impl SecurityController {
         }))
     }
 
+    /// The writes of restrictDefaultRights: the six standard definitions, each replacing the current
+    /// version (`author`/`createdAt` kept, `updater` = the caller).
+    async fn restrict_ops(&self, ctx: &Context) -> Result<Vec<Op>, KuzzleError> {
+        let mut ops = Vec::new();
+        for (kind, id, definition) in standard_rights() {
+            let existing = self.store.get(kind, id).await.map_err(store_error)?;
+            let (info, expect) = match &existing {
+                Some(doc) => (
+                    updated_info(doc.body.get("_kuzzle_info"), ctx.caller.audit_kuid()),
+                    Expect::Version(doc.version),
+                ),
+                None => (created_info(ctx.caller.audit_kuid()), Expect::Absent),
+            };
+            let mut body = definition.as_object().cloned().unwrap_or_default();
+            body.insert("_kuzzle_info".into(), info);
+            ops.push(Op::Put {
+                kind,
+                id: id.to_owned(),
+                body: Value::Object(body),
+                expect,
+            });
+        }
+        Ok(ops)
+    }
+
     pub(crate) async fn restrict_default_rights(
         &self,
         ctx: &Context,
     ) -> Result<Value, KuzzleError> {
         for _ in 0..10 {
-            let mut ops = Vec::new();
-            for (kind, id, definition) in standard_rights() {
-                let existing = self.store.get(kind, id).await.map_err(store_error)?;
-                let (info, expect) = match &existing {
-                    Some(doc) => (
-                        updated_info(doc.body.get("_kuzzle_info"), ctx.caller.audit_kuid()),
-                        Expect::Version(doc.version),
-                    ),
-                    None => (created_info(ctx.caller.audit_kuid()), Expect::Absent),
-                };
-                let mut body = definition.as_object().cloned().unwrap_or_default();
-                body.insert("_kuzzle_info".into(), info);
-                ops.push(Op::Put {
-                    kind,
-                    id: id.to_owned(),
-                    body: Value::Object(body),
-                    expect,
-                });
-            }
+            let ops = self.restrict_ops(ctx).await?;
             match self.commit(ops).await {
                 Ok(_) => return Ok(Value::Null),
                 Err(StoreError::Conflict { .. }) => backoff().await,
