@@ -213,6 +213,30 @@ impl Feed {
     }
 }
 
+/// Checks every expectation of a batch against the state before the batch (shared by the backends):
+/// `version` gives a document's current version, `last_change` the sequence number of the last change of
+/// a kind. The first op that does not hold is the conflict.
+pub(crate) fn check_batch(
+    ops: &[Op],
+    mut version: impl FnMut(&str, &str) -> Result<Option<u64>, StoreError>,
+    last_change: impl Fn(&str) -> u64,
+) -> Result<(), StoreError> {
+    for (index, op) in ops.iter().enumerate() {
+        let ok = match op {
+            Op::Put {
+                kind, id, expect, ..
+            }
+            | Op::Delete { kind, id, expect }
+            | Op::Check { kind, id, expect } => expect.holds(version(kind, id)?),
+            Op::KindUnchanged { kind, since } => last_change(kind) <= *since,
+        };
+        if !ok {
+            return Err(StoreError::Conflict { index });
+        }
+    }
+    Ok(())
+}
+
 /// The store. Backends are used as `Arc<dyn Store>`.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {

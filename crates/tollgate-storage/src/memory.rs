@@ -110,23 +110,11 @@ impl Store for MemoryStore {
     async fn commit(&self, ops: Vec<Op>) -> Result<Committed, StoreError> {
         let mut state = self.lock();
         // Check every expectation first: nothing is written unless all hold.
-        for (index, op) in ops.iter().enumerate() {
-            let ok = match op {
-                Op::Put {
-                    kind, id, expect, ..
-                }
-                | Op::Delete { kind, id, expect }
-                | Op::Check { kind, id, expect } => {
-                    expect.holds(state.docs.get(&key(kind, id)).map(|(v, _)| *v))
-                }
-                Op::KindUnchanged { kind, since } => {
-                    state.kind_seq.get(*kind).copied().unwrap_or(0) <= *since
-                }
-            };
-            if !ok {
-                return Err(StoreError::Conflict { index });
-            }
-        }
+        crate::check_batch(
+            &ops,
+            |kind, id| Ok(state.docs.get(&key(kind, id)).map(|(v, _)| *v)),
+            |kind| state.kind_seq.get(kind).copied().unwrap_or(0),
+        )?;
         // Ops of one batch may touch the same document: apply in order.
         let mut versions = Vec::with_capacity(ops.len());
         let mut changes = Vec::new();

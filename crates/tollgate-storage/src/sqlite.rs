@@ -222,21 +222,11 @@ fn apply(
     ops: &[Op],
     kind_seq: &KindSeq,
 ) -> Result<(Committed, Vec<Change>), StoreError> {
-    for (index, op) in ops.iter().enumerate() {
-        let ok = match op {
-            Op::Put {
-                kind, id, expect, ..
-            }
-            | Op::Delete { kind, id, expect }
-            | Op::Check { kind, id, expect } => expect.holds(current_version(tx, kind, id)?),
-            Op::KindUnchanged { kind, since } => {
-                kind_seq.get(*kind).copied().unwrap_or(0) <= *since
-            }
-        };
-        if !ok {
-            return Err(StoreError::Conflict { index });
-        }
-    }
+    crate::check_batch(
+        ops,
+        |kind, id| current_version(tx, kind, id),
+        |kind| kind_seq.get(kind).copied().unwrap_or(0),
+    )?;
     let mut versions = Vec::with_capacity(ops.len());
     let mut changes = Vec::new();
     for op in ops {
