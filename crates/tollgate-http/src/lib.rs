@@ -287,62 +287,19 @@ impl HttpFrontend {
                     Err(e) => Response::bare_failure(e.request_id, e.error),
                 }
             }
-            _ => match self.build(verb, &parts, query, body, &reply) {
+            _ => match build_request(
+                &self.tree,
+                verb,
+                &parts,
+                query,
+                body,
+                reply.request_id.clone(),
+            ) {
                 Ok(request) => self.funnel.execute(request, &conn).await,
                 Err(error) => Response::bare_failure(reply.request_id.clone(), error),
             },
         };
         self.envelope(&response, &reply)
-    }
-
-    /// Builds the envelope of a routed request (`protocol.md` §7.2).
-    fn build(
-        &self,
-        verb: &str,
-        parts: &http::request::Parts,
-        query: Vec<(String, Option<String>)>,
-        body: Option<Value>,
-        reply: &Reply,
-    ) -> Result<Request, KuzzleError> {
-        let raw_path = parts.uri.path();
-        let (target, placeholders) = self.tree.find(verb, raw_path).map_err(|e| match e {
-            RouteError::NotFound => {
-                KuzzleError::new(&NETWORK_HTTP_URL_NOT_FOUND, vec![json!(raw_path)])
-            }
-            RouteError::BadEncoding => KuzzleError::new(
-                &NETWORK_HTTP_UNEXPECTED_ERROR,
-                vec![json!("invalid percent-encoding in URL path")],
-            ),
-        })?;
-        let mut request = Request::from_http(
-            target.controller,
-            target.action,
-            query,
-            placeholders,
-            reply.request_id.clone(),
-        );
-        if let Some(jwt) = bearer(&parts.headers) {
-            request.jwt = Some(jwt);
-        }
-        if let Some(raw) = parts.headers.get(X_KUZZLE_VOLATILE) {
-            match serde_json::from_slice::<Value>(raw.as_bytes()) {
-                Ok(Value::Object(map)) => request.volatile = Some(Value::Object(map)),
-                Ok(Value::Null) => {}
-                Ok(_) => return Err(KuzzleError::invalid_type("volatile", "object")),
-                Err(e) => {
-                    return Err(KuzzleError::new(
-                        &NETWORK_HTTP_VOLATILE_PARSE_FAILED,
-                        vec![json!(e.to_string())],
-                    ));
-                }
-            }
-        }
-        match body {
-            None => {}
-            Some(Value::Object(map)) => request.body = Some(map),
-            Some(_) => return Err(KuzzleError::invalid_type("body", "object")),
-        }
-        Ok(request)
     }
 
     /// Reads, decodes and parses the body (`protocol.md` §7.3, steps 1–6).
@@ -563,6 +520,57 @@ fn compress(
 }
 
 /// Approximate size of the request head as received: request line and header lines.
+/// Builds the envelope of a routed request (`protocol.md` §7.2) from its verb, head, query pairs and
+/// parsed body. Pure: no I/O, so it is also the entry point of the HTTP fuzz target.
+pub fn build_request(
+    tree: &RouteTree,
+    verb: &str,
+    parts: &http::request::Parts,
+    query: Vec<(String, Option<String>)>,
+    body: Option<Value>,
+    request_id: String,
+) -> Result<Request, KuzzleError> {
+    let raw_path = parts.uri.path();
+    let (target, placeholders) = tree.find(verb, raw_path).map_err(|e| match e {
+        RouteError::NotFound => {
+            KuzzleError::new(&NETWORK_HTTP_URL_NOT_FOUND, vec![json!(raw_path)])
+        }
+        RouteError::BadEncoding => KuzzleError::new(
+            &NETWORK_HTTP_UNEXPECTED_ERROR,
+            vec![json!("invalid percent-encoding in URL path")],
+        ),
+    })?;
+    let mut request = Request::from_http(
+        target.controller,
+        target.action,
+        query,
+        placeholders,
+        request_id,
+    );
+    if let Some(jwt) = bearer(&parts.headers) {
+        request.jwt = Some(jwt);
+    }
+    if let Some(raw) = parts.headers.get(X_KUZZLE_VOLATILE) {
+        match serde_json::from_slice::<Value>(raw.as_bytes()) {
+            Ok(Value::Object(map)) => request.volatile = Some(Value::Object(map)),
+            Ok(Value::Null) => {}
+            Ok(_) => return Err(KuzzleError::invalid_type("volatile", "object")),
+            Err(e) => {
+                return Err(KuzzleError::new(
+                    &NETWORK_HTTP_VOLATILE_PARSE_FAILED,
+                    vec![json!(e.to_string())],
+                ));
+            }
+        }
+    }
+    match body {
+        None => {}
+        Some(Value::Object(map)) => request.body = Some(map),
+        Some(_) => return Err(KuzzleError::invalid_type("body", "object")),
+    }
+    Ok(request)
+}
+
 fn head_size<B>(req: &hyper::Request<B>) -> usize {
     let target = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
     let line = req.method().as_str().len() + target + 12;
@@ -635,7 +643,7 @@ fn normalized_path(path: &str) -> String {
 }
 
 /// Splits a query string into (name, value) pairs with form decoding; a bare `?x` has no value.
-fn parse_query(query: &str) -> Vec<(String, Option<String>)> {
+pub fn parse_query(query: &str) -> Vec<(String, Option<String>)> {
     fn decode(s: &str) -> String {
         let plus = s.replace('+', " ");
         percent_encoding::percent_decode_str(&plus)

@@ -2,9 +2,13 @@
 
 mod auth;
 mod catalog;
+mod contention;
+mod hardening;
 mod http;
 mod lifecycle;
 mod profiles;
 mod roles;
 mod sdk;
+mod security;
+mod shutdown;
 mod ws;
