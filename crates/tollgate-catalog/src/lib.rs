@@ -12,7 +12,7 @@ use tollgate_core::{ActionDef, Context, Controller, route};
 use tollgate_protocol::errors::{
     SERVICES_STORAGE_INDEX_ALREADY_EXISTS, SERVICES_STORAGE_INVALID_COLLECTION_NAME,
     SERVICES_STORAGE_INVALID_INDEX_NAME, SERVICES_STORAGE_TOO_MANY_CHANGES,
-    SERVICES_STORAGE_UNEXPECTED_ERROR, SERVICES_STORAGE_UNKNOWN_INDEX,
+    SERVICES_STORAGE_UNKNOWN_INDEX,
 };
 use tollgate_protocol::{KuzzleError, Request};
 use tollgate_storage::{Expect, Op, Store, StoreError};
@@ -40,10 +40,7 @@ pub fn valid_name(name: &str) -> bool {
 
 /// Maps a store failure to the wire error.
 pub fn store_error(e: StoreError) -> KuzzleError {
-    KuzzleError::new(
-        &SERVICES_STORAGE_UNEXPECTED_ERROR,
-        vec![json!(e.to_string())],
-    )
+    e.to_wire()
 }
 
 fn collection_id(index: &str, collection: &str) -> String {

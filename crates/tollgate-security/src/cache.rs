@@ -198,6 +198,10 @@ impl SecurityCache {
         let seq = cache.reload(store.as_ref()).await?;
         feed.skip_through(seq);
         let weak = Arc::downgrade(&cache);
+        // The task holds neither the cache nor the store: it ends when the store is dropped (its
+        // feed closes), so shutting the server down closes the store.
+        let weak_store = Arc::downgrade(&store);
+        drop(store);
         tokio::spawn(async move {
             while let Some(event) = feed.next().await {
                 let Some(cache) = weak.upgrade() else { return };
@@ -224,6 +228,9 @@ impl SecurityCache {
                     event = feed.try_next();
                 }
                 if resync {
+                    let Some(store) = weak_store.upgrade() else {
+                        return;
+                    };
                     feed = store.subscribe(0);
                     match cache.reload(store.as_ref()).await {
                         Ok(reloaded) => {

@@ -170,10 +170,9 @@ pub async fn check_token(
             .get(TOKEN, id)
             .await
             .map_err(|e| {
-                KuzzleError::new(
-                    &SECURITY_TOKEN_VERIFICATION_ERROR,
-                    vec![json!(e.to_string())],
-                )
+                // The wire says what failed in the API's terms, the log has the detail.
+                e.log();
+                KuzzleError::new(&SECURITY_TOKEN_VERIFICATION_ERROR, vec![json!(e.summary())])
             })?
             .and_then(|doc| {
                 Some(TokenRecord {

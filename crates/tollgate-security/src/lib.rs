@@ -22,7 +22,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 use tollgate_protocol::KuzzleError;
-use tollgate_protocol::errors::SERVICES_STORAGE_UNEXPECTED_ERROR;
 use tollgate_storage::{Expect, Op, Store, StoreError};
 
 pub use auth::{AuthController, TokenConfig};
@@ -51,10 +50,7 @@ pub const BUILT_INS: &[&str] = &["admin", "default", "anonymous"];
 
 /// Maps a store failure to the wire error.
 pub fn store_error(e: StoreError) -> KuzzleError {
-    KuzzleError::new(
-        &SERVICES_STORAGE_UNEXPECTED_ERROR,
-        vec![json!(e.to_string())],
-    )
+    e.to_wire()
 }
 
 /// Milliseconds since the Unix epoch.

@@ -46,6 +46,8 @@ pub struct Server {
     shutdown: Shutdown,
     grace: Duration,
     accept_loop: tokio::task::JoinHandle<()>,
+    /// Closed (the last reference dropped) at the end of the shutdown.
+    store: Arc<dyn Store>,
 }
 
 impl std::fmt::Debug for Server {
@@ -82,7 +84,10 @@ impl HealthProbe for StoreProbe {
         "storageEngine"
     }
     async fn check(&self) -> Result<(), String> {
-        self.0.ping().await.map_err(|e| e.to_string())
+        self.0.ping().await.map_err(|e| {
+            tracing::warn!(error = %e, "storage health check failed");
+            e.summary().to_owned()
+        })
     }
     fn info(&self) -> serde_json::Value {
         let engine = self.0.engine();
@@ -183,7 +188,7 @@ impl Server {
                 http_logins_per_second_per_ip: config.security.http_logins_per_second_per_ip,
             },
         ));
-        tokio::spawn(housekeeping(
+        shutdown.spawn(housekeeping(
             Arc::clone(&cache),
             Arc::clone(&store),
             shutdown.clone(),
@@ -244,6 +249,7 @@ impl Server {
             shutdown,
             grace: Duration::from_millis(config.server.shutdown_grace_ms),
             accept_loop,
+            store,
         })
     }
 
@@ -260,10 +266,24 @@ impl Server {
     /// Graceful shutdown: stop accepting, refuse new requests, let in-flight ones finish, close
     /// WebSockets with a close frame; at most the configured grace period. Returns false when the
     /// grace period ran out before every connection finished.
+    ///
+    /// Then the store is closed: once nothing else holds it (every connection and background task
+    /// has ended) it is dropped, which stops its writer and releases the data directory.
     pub async fn shutdown(self) -> bool {
         self.shutdown.trigger();
         let _ = self.accept_loop.await;
+        let started = tokio::time::Instant::now();
         let drained = self.shutdown.drain(self.grace).await;
+        let deadline = started + self.grace.max(Duration::from_secs(1));
+        while Arc::strong_count(&self.store) > 1 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        if Arc::strong_count(&self.store) > 1 {
+            tracing::warn!("the store is still in use; it closes when its last user ends");
+        }
+        // The last reference: the writer finishes what was submitted and the store closes.
+        let store = self.store;
+        let _ = tokio::task::spawn_blocking(move || drop(store)).await;
         if drained {
             tracing::info!("shutdown complete");
         } else {

@@ -17,8 +17,12 @@ pub mod sqlite;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio::sync::broadcast;
+use tollgate_protocol::KuzzleError;
+use tollgate_protocol::errors::{
+    SERVICES_STORAGE_NOT_CONNECTED, SERVICES_STORAGE_UNEXPECTED_ERROR,
+};
 
 /// The kind of a document (`role`, `profile`, `user`, …): a namespace for ids.
 pub type Kind = &'static str;
@@ -105,6 +109,44 @@ pub enum StoreError {
     /// Stored data could not be read back (e.g. invalid JSON).
     #[error("storage corrupted: {0}")]
     Corrupt(String),
+}
+
+impl StoreError {
+    /// The error a client sees, in the API's terms. The detail (engine messages, file paths) may
+    /// describe the server's internals: it is logged here, server-side, and never sent.
+    pub fn to_wire(&self) -> KuzzleError {
+        self.log();
+        match self {
+            StoreError::Unavailable(_) => KuzzleError::plain(&SERVICES_STORAGE_NOT_CONNECTED),
+            StoreError::Corrupt(_) => KuzzleError::new(
+                &SERVICES_STORAGE_UNEXPECTED_ERROR,
+                vec![json!("stored data could not be read")],
+            ),
+            // Callers turn conflicts into their own answers; one that reaches here is a bug.
+            StoreError::Conflict { .. } => KuzzleError::new(
+                &SERVICES_STORAGE_UNEXPECTED_ERROR,
+                vec![json!("unexpected write conflict")],
+            ),
+        }
+    }
+
+    /// Logs the failure with its detail (server-side only).
+    pub fn log(&self) {
+        match self {
+            StoreError::Unavailable(detail) => tracing::error!(%detail, "storage unavailable"),
+            StoreError::Corrupt(detail) => tracing::error!(%detail, "stored data is unreadable"),
+            StoreError::Conflict { index } => tracing::error!(index, "unhandled storage conflict"),
+        }
+    }
+
+    /// A short description without the detail, for health reports.
+    pub fn summary(&self) -> &'static str {
+        match self {
+            StoreError::Unavailable(_) => "storage unavailable",
+            StoreError::Corrupt(_) => "stored data unreadable",
+            StoreError::Conflict { .. } => "write conflict",
+        }
+    }
 }
 
 /// One committed change, as published on the feed.
@@ -267,6 +309,22 @@ pub trait Store: Send + Sync + 'static {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wire_errors_carry_no_engine_detail() {
+        let detail = "disk I/O error at /var/lib/tollgate/tollgate.db-wal";
+        for e in [
+            StoreError::Unavailable(detail.into()),
+            StoreError::Corrupt(detail.into()),
+        ] {
+            let wire = serde_json::to_string(&e.to_wire()).unwrap_or_default();
+            assert!(!wire.contains("disk") && !wire.contains("/var"), "{wire}");
+        }
+        let wire = serde_json::to_value(StoreError::Unavailable(detail.into()).to_wire())
+            .unwrap_or_default();
+        assert_eq!(wire["id"], "services.storage.not_connected");
+        assert_eq!(wire["message"], "Storage service is not connected.");
+    }
 
     #[test]
     fn expectations() {

@@ -8,9 +8,11 @@
 //! Expectations of a batch are evaluated against the state before the batch; then its ops are applied.
 //! Schema migrations are versioned with `PRAGMA user_version`.
 
+use std::fs::File;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
+use std::thread::JoinHandle;
 
 use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
@@ -63,13 +65,76 @@ struct Job {
     reply: oneshot::Sender<Result<Committed, StoreError>>,
 }
 
-/// The SQLite store.
+/// Failures the tests inject into the writer (nothing sets them outside tests).
+#[derive(Debug, Default)]
+struct Faults {
+    /// The next this many group commits fail at `COMMIT`, with the transaction still open.
+    commit_failures: AtomicU32,
+}
+
+impl Faults {
+    fn take_commit_failure(&self) -> bool {
+        self.commit_failures
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok()
+    }
+}
+
+/// The SQLite store. Dropping it stops the writer thread (after the batches already submitted),
+/// closes every connection and releases the data directory's lock.
 pub struct SqliteStore {
-    writer: mpsc::Sender<Job>,
+    /// `None` only while dropping.
+    writer: Option<mpsc::Sender<Job>>,
+    writer_thread: Option<JoinHandle<()>>,
     readers: Arc<Vec<Mutex<Connection>>>,
     next_reader: AtomicUsize,
     feed: broadcast::Sender<Arc<Change>>,
     version: String,
+    #[cfg_attr(not(test), allow(dead_code))]
+    faults: Arc<Faults>,
+    /// `tollgate.lock`, locked exclusively for the store's lifetime: one process per data directory.
+    _lock: File,
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        // Closing the queue ends the writer loop once it has answered every submitted batch.
+        drop(self.writer.take());
+        if let Some(thread) = self.writer_thread.take()
+            && thread.join().is_err()
+        {
+            tracing::error!("the storage writer thread panicked");
+        }
+    }
+}
+
+/// The name of the lock file in the data directory.
+pub const LOCK_FILE: &str = "tollgate.lock";
+
+/// Locks the data directory for this process, or says who holds it.
+fn lock_dir(dir: &Path) -> Result<File, StoreError> {
+    let path = dir.join(LOCK_FILE);
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| {
+            StoreError::Unavailable(format!("cannot open the lock file {}: {e}", path.display()))
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Unavailable(format!(
+            "the data directory {} is in use by another Tollgate process (it holds {}); \
+             stop it or choose another data directory",
+            dir.display(),
+            path.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(StoreError::Unavailable(format!(
+            "cannot lock {}: {e}",
+            path.display()
+        ))),
+    }
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -132,6 +197,7 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 impl SqliteStore {
     /// Opens (or creates) the store file `tollgate.db` in `dir`.
     pub fn open(dir: &Path, durability: Durability) -> Result<Self, StoreError> {
+        let lock = lock_dir(dir)?;
         let path = dir.join("tollgate.db");
         let mut conn = open(&path, durability)?;
         migrate(&mut conn)?;
@@ -142,17 +208,28 @@ impl SqliteStore {
         let (feed, _) = broadcast::channel(FEED_CAPACITY);
         let (writer, jobs) = mpsc::channel();
         let publish = feed.clone();
-        std::thread::Builder::new()
+        let faults = Arc::new(Faults::default());
+        let writer_faults = Arc::clone(&faults);
+        let writer_thread = std::thread::Builder::new()
             .name("tollgate-sqlite-writer".into())
-            .spawn(move || write_loop(conn, jobs, publish))
+            .spawn(move || write_loop(conn, jobs, publish, &writer_faults))
             .map_err(unavailable)?;
         Ok(Self {
-            writer,
+            writer: Some(writer),
+            writer_thread: Some(writer_thread),
             readers: Arc::new(readers),
             next_reader: AtomicUsize::new(0),
             feed,
             version,
+            faults,
+            _lock: lock,
         })
+    }
+
+    /// Makes the next `n` group commits fail at `COMMIT` with their transaction still open (tests).
+    #[cfg(test)]
+    fn fail_next_commits(&self, n: u32) {
+        self.faults.commit_failures.store(n, Ordering::Relaxed);
     }
 
     /// Runs a read on one of the pooled connections, on a blocking thread.
@@ -299,6 +376,7 @@ fn write_loop(
     mut conn: Connection,
     jobs: mpsc::Receiver<Job>,
     feed: broadcast::Sender<Arc<Change>>,
+    faults: &Faults,
 ) {
     let mut commits: u64 = 0;
     let mut kind_seq = match load_kind_seq(&conn) {
@@ -319,7 +397,7 @@ fn write_loop(
                 Err(_) => break,
             }
         }
-        let outcome = commit_group(&mut conn, &group, &mut kind_seq);
+        let outcome = commit_group(&mut conn, &group, &mut kind_seq, faults);
         match outcome {
             Ok(results) => {
                 for (job, (result, changes)) in group.into_iter().zip(results) {
@@ -330,7 +408,10 @@ fn write_loop(
                 }
             }
             Err(error) => {
-                tracing::error!(%error, "storage commit failed");
+                tracing::error!(%error, "storage commit failed; the group was rolled back");
+                if !conn.is_autocommit() && conn.execute_batch("ROLLBACK").is_err() {
+                    tracing::error!("cannot roll back the failed group");
+                }
                 for job in group {
                     let _ = job.reply.send(Err(error.clone()));
                 }
@@ -349,6 +430,7 @@ fn commit_group(
     conn: &mut Connection,
     group: &[Job],
     kind_seq: &mut KindSeq,
+    faults: &Faults,
 ) -> Result<Vec<JobResult>, StoreError> {
     // Batches of the group see each other's changes; the map is only updated once the group commits.
     let mut pending = kind_seq.clone();
@@ -373,7 +455,14 @@ fn commit_group(
             Err(e) => return Err(e),
         }
     }
-    tx.set_drop_behavior(rusqlite::DropBehavior::Commit);
+    if faults.take_commit_failure() {
+        // As a `COMMIT` that fails with the transaction still open (busy, I/O error, full disk):
+        // dropping `tx` rolls it back.
+        return Err(StoreError::Unavailable("injected commit failure".into()));
+    }
+    // A failed `COMMIT` must not be retried: `tx` keeps its default drop behaviour, so whatever
+    // remains of the transaction is rolled back and every batch of the group is answered with the
+    // error. Nothing is published, so the caches stay equal to the store.
     tx.commit().map_err(unavailable)?;
     *kind_seq = pending;
     Ok(results)
@@ -477,6 +566,8 @@ impl Store for SqliteStore {
     async fn commit(&self, ops: Vec<Op>) -> Result<Committed, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.writer
+            .as_ref()
+            .ok_or_else(|| StoreError::Unavailable("the storage writer stopped".into()))?
             .send(Job { ops, reply })
             .map_err(|_| StoreError::Unavailable("the storage writer stopped".into()))?;
         answer
@@ -617,6 +708,69 @@ mod tests {
         assert_eq!(ok, 32);
         assert_eq!(s.list("role", "", 0, None).await.map(|p| p.total), Ok(32));
         assert_eq!(s.snapshot(&["role"]).await.map(|s| s.seq).ok(), Some(32));
+    }
+
+    fn put(id: &str) -> Op {
+        Op::Put {
+            kind: "profile",
+            id: id.into(),
+            body: json!({"id": id}),
+            expect: Expect::Absent,
+        }
+    }
+
+    #[tokio::test]
+    async fn sqlite_failed_commit_is_rolled_back_and_never_published() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        {
+            let s = Arc::new(
+                SqliteStore::open(dir.path(), Durability::Full).unwrap_or_else(|e| panic!("{e}")),
+            );
+            assert!(s.commit(vec![put("a")]).await.is_ok());
+            let mut feed = s.subscribe(1);
+            s.fail_next_commits(1);
+            // Every batch of the failing group is answered with the error.
+            let lost = s.commit(vec![put("lost")]).await;
+            assert!(matches!(lost, Err(StoreError::Unavailable(_))), "{lost:?}");
+            assert_eq!(s.get("profile", "lost").await, Ok(None));
+            assert!(feed.try_next().is_none());
+            // The store goes on, and the feed stays continuous: the failed batch took no number.
+            let next = s.commit(vec![put("b")]).await.map(|c| c.seq);
+            assert_eq!(next, Ok(2));
+            match feed.next().await {
+                Some(crate::FeedEvent::Change(c)) => assert_eq!((c.seq, c.id.as_str()), (2, "b")),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        let s = SqliteStore::open(dir.path(), Durability::Full).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.get("profile", "lost").await, Ok(None));
+        let ids = s
+            .list("profile", "", 0, None)
+            .await
+            .map(|p| p.docs.into_iter().map(|d| d.id).collect::<Vec<_>>());
+        assert_eq!(ids, Ok(vec!["a".to_owned(), "b".to_owned()]));
+    }
+
+    #[tokio::test]
+    async fn sqlite_refuses_a_second_store_on_the_same_directory() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let first =
+            SqliteStore::open(dir.path(), Durability::Full).unwrap_or_else(|e| panic!("{e}"));
+        match SqliteStore::open(dir.path(), Durability::Full) {
+            Err(StoreError::Unavailable(text)) => {
+                assert!(
+                    text.contains("in use by another Tollgate process"),
+                    "{text}"
+                )
+            }
+            other => panic!("a second store opened: {other:?}"),
+        }
+        assert!(first.commit(vec![put("a")]).await.is_ok());
+        // Dropping the store stops its writer and releases the lock.
+        drop(first);
+        let again =
+            SqliteStore::open(dir.path(), Durability::Full).unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(again.get("profile", "a").await, Ok(Some(_))));
     }
 
     #[test]
