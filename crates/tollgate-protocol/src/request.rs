@@ -5,6 +5,8 @@
 //! [`Request::from_http`]. Arguments keep the typing rules of their origin: JSON values are typed as
 //! JSON, query-string values with the HTTP rules (`?force`, `force=1`, digits for integers).
 
+use std::collections::HashMap;
+
 use serde_json::{Map, Value};
 
 use crate::errors::KuzzleError;
@@ -154,7 +156,9 @@ impl Request {
         placeholders: Vec<(String, String)>,
         request_id: String,
     ) -> Self {
+        // Grouped by name in first-seen order; the index keeps this linear in the number of pairs.
         let mut args: Vec<(String, Vec<Option<String>>)> = Vec::new();
+        let mut position: HashMap<String, usize> = HashMap::with_capacity(query.len());
         for (key, value) in query {
             if matches!(
                 key.as_str(),
@@ -162,15 +166,21 @@ impl Request {
             ) {
                 continue;
             }
-            match args.iter_mut().find(|(k, _)| *k == key) {
-                Some((_, values)) => values.push(value),
-                None => args.push((key, vec![value])),
+            match position.get(&key) {
+                Some(&i) => args[i].1.push(value),
+                None => {
+                    position.insert(key.clone(), args.len());
+                    args.push((key, vec![value]));
+                }
             }
         }
         for (key, value) in placeholders {
-            match args.iter_mut().find(|(k, _)| *k == key) {
-                Some((_, values)) => *values = vec![Some(value)],
-                None => args.push((key, vec![Some(value)])),
+            match position.get(&key) {
+                Some(&i) => args[i].1 = vec![Some(value)],
+                None => {
+                    position.insert(key.clone(), args.len());
+                    args.push((key, vec![Some(value)]));
+                }
             }
         }
         let mut take = |name: &str| -> Option<Option<String>> {
@@ -527,6 +537,34 @@ mod tests {
                     .unwrap_or_default()
             )
         );
+    }
+
+    #[test]
+    fn from_http_groups_many_repeated_keys_in_first_seen_order() {
+        let mut query = Vec::new();
+        for i in 0..20_000 {
+            query.push((format!("k{}", i % 10_000), Some(i.to_string())));
+        }
+        query.push(("solo".into(), Some("x".into())));
+        let r = Request::from_http("c", "a", query, vec![("k5".into(), "p".into())], "r".into());
+        let Args::Query(args) = &r.args else {
+            panic!("query args expected");
+        };
+        assert_eq!(args.len(), 10_001);
+        assert_eq!(
+            args[3],
+            (
+                "k3".to_owned(),
+                vec![Some("3".into()), Some("10003".into())]
+            )
+        );
+        assert_eq!(args[5], ("k5".to_owned(), vec![Some("p".into())]));
+        assert_eq!(
+            r.string("solo").map(|v| v.map(str::to_owned)),
+            Ok(Some("x".into()))
+        );
+        // A repeated key is refused where one value is expected.
+        assert!(r.string("k9999").is_err());
     }
 
     #[test]

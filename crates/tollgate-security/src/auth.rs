@@ -14,7 +14,7 @@ use tollgate_protocol::{ArgRef, KuzzleError, Request};
 use tollgate_storage::{Expect, Op, Store, StoreError};
 
 use crate::cache::SecurityCache;
-use crate::gate::{TokenCheck, caller_profiles, check_token, profile_ids};
+use crate::gate::{AuthFailures, TokenCheck, caller_profiles, check_token, profile_ids};
 use crate::passwords::Passwords;
 use crate::rights::rights_listing;
 use crate::tokens::{self, Secret};
@@ -44,6 +44,7 @@ pub struct AuthController {
     secret: Secret,
     passwords: Passwords,
     tokens: TokenConfig,
+    failures: Arc<AuthFailures>,
 }
 
 impl AuthController {
@@ -53,6 +54,7 @@ impl AuthController {
         secret: Secret,
         passwords: Passwords,
         tokens: TokenConfig,
+        failures: Arc<AuthFailures>,
     ) -> Self {
         Self {
             store,
@@ -60,6 +62,7 @@ impl AuthController {
             secret,
             passwords,
             tokens,
+            failures,
         }
     }
 
@@ -88,7 +91,7 @@ impl AuthController {
         Ok(ttl)
     }
 
-    async fn login(&self, req: &Request) -> Result<Value, KuzzleError> {
+    async fn login(&self, req: &Request, ctx: &Context) -> Result<Value, KuzzleError> {
         match req.string("strategy")? {
             None | Some("") => return Err(KuzzleError::missing_argument("strategy")),
             Some("local") => {}
@@ -131,22 +134,15 @@ impl AuthController {
             .map(str::to_owned);
         let verified = self.passwords.verify(password, hash).await;
         let Some(kuid) = kuid.filter(|_| verified) else {
+            self.failures.record(ctx.connection.peer);
             return Err(KuzzleError::new(
                 &PLUGIN_STRATEGY_MISSING_USER,
                 vec![json!("wrong username or password")],
             ));
         };
-        let now = now_ms();
-        let iat = now / 1000;
-        let (exp, expires_at) = if ttl == -1 {
-            (None, -1)
-        } else {
-            let ttl_u = u64::try_from(ttl).unwrap_or(0);
-            (
-                Some(iat + ttl_u / 1000),
-                i64::try_from(now + ttl_u).unwrap_or(i64::MAX),
-            )
-        };
+        let ttl_ms = (ttl != -1).then(|| u64::try_from(ttl).unwrap_or(0));
+        let (iat, exp, expires_at) = tokens::lifetime(now_ms(), ttl_ms);
+        let expires_at = expires_at.map_or(-1, |at| i64::try_from(at).unwrap_or(i64::MAX));
         let jwt = tokens::issue(&self.secret, &kuid, iat, exp);
         let ops = vec![
             Op::Check {
@@ -312,7 +308,7 @@ impl Controller for AuthController {
 
     async fn call(&self, action: &str, req: &Request, ctx: &Context) -> Result<Value, KuzzleError> {
         match action {
-            "login" => self.login(req).await,
+            "login" => self.login(req, ctx).await,
             "logout" => self.logout(req, ctx).await,
             "checkToken" => self.check(req).await,
             "getCurrentUser" => self.current_user(ctx).await,

@@ -151,6 +151,9 @@ pub struct SecurityCache {
     /// The anonymous user's profiles.
     anonymous_profiles: Arc<[String]>,
     tokens: DashMap<String, TokenRecord>,
+    /// Ids of tokens known to have no record (revoked, or never recorded): a signed token that was
+    /// revoked is refused without a store read. An id leaves the set when its record is written.
+    revoked: DashMap<String, ()>,
     /// Tokens whose signature was already verified on this node: token → (id, kuid, exp in s).
     /// Only a shortcut past the HMAC and the JSON decoding; the record is still looked up each time.
     verified: DashMap<String, VerifiedToken>,
@@ -193,6 +196,7 @@ impl SecurityCache {
             anonymous_profiles: Arc::from(vec!["anonymous".to_owned()]),
             tokens: DashMap::new(),
             verified: DashMap::new(),
+            revoked: DashMap::new(),
             applied,
         });
         let seq = cache.reload(store.as_ref()).await?;
@@ -303,12 +307,15 @@ impl SecurityCache {
                 self.user_profiles.remove(id);
             }
             (TOKEN, Some(doc)) => {
+                self.revoked.remove(id);
                 if let Some(record) = TokenRecord::from_doc(doc) {
                     self.tokens.insert(id.to_owned(), record);
                 }
             }
             (TOKEN, None) => {
-                self.tokens.remove(id);
+                if self.tokens.remove(id).is_some() {
+                    self.remember_revoked(id);
+                }
             }
             _ => {}
         }
@@ -340,6 +347,19 @@ impl SecurityCache {
     /// The recorded token with this id (see [`crate::tokens::token_id`]).
     pub fn token(&self, id: &str) -> Option<TokenRecord> {
         self.tokens.get(id).map(|t| t.value().clone())
+    }
+
+    /// Whether a token id is known to have no record.
+    pub fn is_revoked(&self, id: &str) -> bool {
+        self.revoked.contains_key(id)
+    }
+
+    /// Remembers that a token id has no record (bounded: the set is emptied past its size).
+    pub fn remember_revoked(&self, id: &str) {
+        if self.revoked.len() >= VERIFIED_MAX {
+            self.revoked.clear();
+        }
+        self.revoked.insert(id.to_owned(), ());
     }
 
     /// A token whose signature this node already verified.

@@ -1,7 +1,7 @@
 //! The security gate: who is calling (token checks), may they (rights), and how often (rate limits).
 //! The Funnel runs it on every request before any controller code (`protocol.md` §4 steps 5–7).
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -26,20 +26,64 @@ use crate::{TOKEN, now_ms};
 pub struct GateConfig {
     /// `auth:login` per WebSocket connection per second (0 = unlimited).
     pub logins_per_second: u32,
-    /// `auth:login` per client IP per second over HTTP (0 = unlimited).
-    pub http_logins_per_second_per_ip: u32,
+    /// `auth:login` per client address per second, over every protocol and connection together
+    /// (0 = unlimited).
+    pub logins_per_second_per_ip: u32,
 }
 
 impl Default for GateConfig {
     fn default() -> Self {
         Self {
             logins_per_second: 1,
-            http_logins_per_second_per_ip: 10,
+            logins_per_second_per_ip: 10,
         }
     }
 }
 
-/// Fixed one-second windows: key → (second, count).
+/// Failed authentications per client address in one-minute windows: refused tokens (bad signature,
+/// revoked) counted by the gate, wrong passwords counted by `auth:login`. Past the limit, logins and
+/// refused tokens from that address get `api.process.too_many_logins_requests` until the minute ends.
+#[derive(Debug)]
+pub struct AuthFailures {
+    windows: Windows<IpAddr>,
+    /// Failures allowed per minute; 0 = unlimited.
+    limit: u32,
+}
+
+impl AuthFailures {
+    pub fn new(limit_per_minute: u32) -> Self {
+        Self {
+            windows: Windows::default(),
+            limit: limit_per_minute,
+        }
+    }
+
+    fn minute() -> u64 {
+        now_ms() / 60_000
+    }
+
+    /// Counts one failure of `peer`; true when the address is now over the limit.
+    pub fn record(&self, peer: Option<SocketAddr>) -> bool {
+        match peer {
+            Some(peer) if self.limit != 0 => {
+                self.windows.hit(&peer.ip(), Self::minute()) > u64::from(self.limit)
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether `peer` already used up its failures of this minute.
+    pub fn exhausted(&self, peer: Option<SocketAddr>) -> bool {
+        match peer {
+            Some(peer) if self.limit != 0 => {
+                self.windows.count(&peer.ip(), Self::minute()) >= u64::from(self.limit)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Fixed windows (a second, a minute): key → (window number, count).
 #[derive(Debug)]
 struct Windows<K: std::hash::Hash + Eq>(DashMap<K, (u64, u64)>);
 
@@ -50,7 +94,12 @@ impl<K: std::hash::Hash + Eq> Default for Windows<K> {
 }
 
 impl<K: std::hash::Hash + Eq + Clone> Windows<K> {
-    /// Counts one hit in the current second; returns the count so far.
+    /// The hits of `key` in window `window`.
+    fn count(&self, key: &K, window: u64) -> u64 {
+        self.0.get(key).filter(|e| e.0 == window).map_or(0, |e| e.1)
+    }
+
+    /// Counts one hit in window `second`; returns the count so far.
     fn hit(&self, key: &K, second: u64) -> u64 {
         if self.0.len() > 100_000 {
             self.0.retain(|_, (s, _)| *s == second);
@@ -79,6 +128,7 @@ pub struct SecurityGate {
     users: Windows<String>,
     ws_logins: Windows<String>,
     ip_logins: Windows<IpAddr>,
+    failures: Arc<AuthFailures>,
 }
 
 impl std::fmt::Debug for SecurityGate {
@@ -119,6 +169,7 @@ impl SecurityGate {
         store: Arc<dyn Store>,
         secret: Secret,
         config: GateConfig,
+        failures: Arc<AuthFailures>,
     ) -> Self {
         Self {
             cache,
@@ -128,6 +179,7 @@ impl SecurityGate {
             users: Windows::default(),
             ws_logins: Windows::default(),
             ip_logins: Windows::default(),
+            failures,
         }
     }
 
@@ -165,6 +217,8 @@ pub async fn check_token(
     let id = &verified.id;
     let record = match cache.token(id) {
         Some(record) => Some(record),
+        // Known to have no record (revoked): refused without a store read.
+        None if cache.is_revoked(id) => None,
         // Not (yet) on this node: the store is authoritative.
         None => store
             .get(TOKEN, id)
@@ -179,6 +233,10 @@ pub async fn check_token(
                     kuid: doc.body.get("kuid")?.as_str()?.to_owned(),
                     expires_at: doc.body.get("expiresAt")?.as_i64()?,
                 })
+            })
+            .or_else(|| {
+                cache.remember_revoked(id);
+                None
             }),
     };
     let Some(record) = record.filter(|r| r.kuid == verified.kuid) else {
@@ -209,7 +267,7 @@ impl Gate for SecurityGate {
     async fn authenticate(
         &self,
         req: &Request,
-        _conn: &ConnectionInfo,
+        conn: &ConnectionInfo,
     ) -> Result<Caller, KuzzleError> {
         if req.boolean("cookieAuth")? == Some(true) {
             return Err(KuzzleError::plain(&SECURITY_COOKIE_UNSUPPORTED));
@@ -230,6 +288,9 @@ impl Gate for SecurityGate {
                 token: Some(token.to_owned()),
                 expires_at: u64::try_from(expires_at).ok(),
             }),
+            TokenCheck::Invalid if self.failures.record(conn.peer) => {
+                Err(KuzzleError::plain(&API_PROCESS_TOO_MANY_LOGINS_REQUESTS))
+            }
             _ if tolerates_bad_token(req) => Ok(Caller::anonymous()),
             TokenCheck::Invalid => Err(KuzzleError::plain(&SECURITY_TOKEN_INVALID)),
             TokenCheck::Expired => Err(KuzzleError::plain(&SECURITY_TOKEN_EXPIRED)),
@@ -277,17 +338,21 @@ impl Gate for SecurityGate {
         let is_auth = req.controller.as_deref() == Some("auth");
         match req.action.as_deref() {
             Some("login") if is_auth => {
-                let (count, limit) = match (conn.protocol, conn.peer) {
-                    (Protocol::Http, Some(peer)) => (
+                // Per client address over every protocol and connection, then per WebSocket
+                // connection (Kuzzle's `limits.loginsPerSecond`), then failed attempts.
+                let over = |count: u64, limit: u32| limit != 0 && count > u64::from(limit);
+                let per_ip = conn.peer.is_some_and(|peer| {
+                    over(
                         self.ip_logins.hit(&peer.ip(), second),
-                        self.config.http_logins_per_second_per_ip,
-                    ),
-                    _ => (
+                        self.config.logins_per_second_per_ip,
+                    )
+                });
+                let per_socket = conn.protocol == Protocol::WebSocket
+                    && over(
                         self.ws_logins.hit(&conn.id, second),
                         self.config.logins_per_second,
-                    ),
-                };
-                if limit != 0 && count > u64::from(limit) {
+                    );
+                if per_ip || per_socket || self.failures.exhausted(conn.peer) {
                     return Err(KuzzleError::plain(&API_PROCESS_TOO_MANY_LOGINS_REQUESTS));
                 }
                 return Ok(());

@@ -27,7 +27,7 @@ use tollgate_storage::{Expect, Op, Store, StoreError};
 pub use auth::{AuthController, TokenConfig};
 pub use cache::{SecurityCache, SecuritySnapshot};
 pub use controller::{SecurityConfig, SecurityController};
-pub use gate::{GateConfig, SecurityGate};
+pub use gate::{AuthFailures, GateConfig, SecurityGate};
 pub use passwords::{HashCost, Passwords};
 
 /// Store kind of roles.

@@ -67,6 +67,21 @@ pub fn issue(secret: &Secret, kuid: &str, iat: u64, exp: Option<u64>) -> String 
     format!("{PREFIX}{signing_input}.{signature}")
 }
 
+/// The times of a token issued at `now_ms` for `ttl_ms` (`None` never expires): `iat` in seconds, the
+/// `exp` claim in seconds and `expiresAt` in milliseconds. `exp` is `expiresAt` rounded **up** to the
+/// second, so the signed claim never ends a token before the `expiresAt` the client was given; the
+/// millisecond bound itself is enforced by the token's record (`security-model.md` §7, check 4).
+pub fn lifetime(now_ms: u64, ttl_ms: Option<u64>) -> (u64, Option<u64>, Option<u64>) {
+    let iat = now_ms / 1000;
+    match ttl_ms {
+        None => (iat, None, None),
+        Some(ttl) => {
+            let expires_at = now_ms.saturating_add(ttl);
+            (iat, Some(expires_at.div_ceil(1000)), Some(expires_at))
+        }
+    }
+}
+
 /// Checks format, signature (constant time), algorithm, `_id` and `exp` against `now_s`.
 pub fn verify(secret: &Secret, token: &str, now_s: u64) -> Result<Claims, TokenError> {
     let jwt = token.strip_prefix(PREFIX).ok_or(TokenError::Invalid)?;
@@ -231,6 +246,30 @@ mod tests {
             verify(&secret, &format!("kauth-{header}.{payload}.{sig}"), 0),
             Err(TokenError::Invalid)
         );
+    }
+
+    #[test]
+    fn exp_never_ends_a_token_before_its_expires_at() {
+        let secret = make_secret(b"k");
+        for now_ms in [1_000_000, 1_000_001, 1_000_500, 1_000_999] {
+            for ttl in [1, 499, 500, 999, 1000, 1001, 3_600_000] {
+                let (iat, exp, expires_at) = lifetime(now_ms, Some(ttl));
+                let (Some(exp), Some(expires_at)) = (exp, expires_at) else {
+                    panic!("no expiry for {ttl}");
+                };
+                assert_eq!(expires_at, now_ms + ttl);
+                assert!(exp * 1000 >= expires_at && exp * 1000 - expires_at < 1000);
+                let token = issue(&secret, "u", iat, Some(exp));
+                // Valid at every millisecond before `expiresAt`, by the signed claim too.
+                for t in [now_ms, expires_at - 1] {
+                    assert!(
+                        verify(&secret, &token, t / 1000).is_ok(),
+                        "{now_ms} {ttl} {t}"
+                    );
+                }
+            }
+        }
+        assert_eq!(lifetime(1_500, None), (1, None, None));
     }
 
     #[test]

@@ -68,8 +68,14 @@ pub struct SecuritySection {
     pub argon2_parallelism: u32,
     /// `auth:login` per WebSocket connection per second; 0 = unlimited (`limits.loginsPerSecond`).
     pub logins_per_second: u32,
-    /// `auth:login` per client IP per second over HTTP; 0 = unlimited.
-    pub http_logins_per_second_per_ip: u32,
+    /// `auth:login` per client address per second, over HTTP and WebSocket together (behind a
+    /// proxy listed in `http.trusted_proxies`, the forwarded client address); 0 = unlimited.
+    #[serde(alias = "http_logins_per_second_per_ip")]
+    pub logins_per_second_per_ip: u32,
+    /// Failed authentications (wrong passwords, refused tokens) per client address per minute before
+    /// its logins and refused tokens get `api.process.too_many_logins_requests` for the rest of the
+    /// minute; 0 = unlimited.
+    pub failed_auth_per_minute_per_ip: u32,
 }
 
 impl Default for SecuritySection {
@@ -82,7 +88,8 @@ impl Default for SecuritySection {
             argon2_iterations: 2,
             argon2_parallelism: 1,
             logins_per_second: 1,
-            http_logins_per_second_per_ip: 10,
+            logins_per_second_per_ip: 10,
+            failed_auth_per_minute_per_ip: 30,
         }
     }
 }

@@ -21,7 +21,7 @@ use tollgate_core::{Controller, Funnel, FunnelConfig, Gate, Router, Shutdown, Up
 use tollgate_http::{HttpConfig, HttpFrontend};
 use tollgate_security::tokens::Secret;
 use tollgate_security::{
-    AuthController, GateConfig, HashCost, Passwords, SecurityCache, SecurityConfig,
+    AuthController, AuthFailures, GateConfig, HashCost, Passwords, SecurityCache, SecurityConfig,
     SecurityController, SecurityGate, TokenConfig,
 };
 use tollgate_storage::memory::MemoryStore;
@@ -161,6 +161,9 @@ impl Server {
             },
             passwords.clone(),
         )));
+        let failures = Arc::new(AuthFailures::new(
+            config.security.failed_auth_per_minute_per_ip,
+        ));
         router.register(Arc::new(AuthController::new(
             Arc::clone(&store),
             Arc::clone(&cache),
@@ -170,6 +173,7 @@ impl Server {
                 default_ttl_ms: config.security.token_expires_in_ms,
                 max_ttl_ms: config.security.token_max_ttl_ms,
             },
+            Arc::clone(&failures),
         )));
         router.register(Arc::new(IndexController(catalog.clone())));
         router.register(Arc::new(CollectionController(catalog)));
@@ -185,8 +189,9 @@ impl Server {
             secret,
             GateConfig {
                 logins_per_second: config.security.logins_per_second,
-                http_logins_per_second_per_ip: config.security.http_logins_per_second_per_ip,
+                logins_per_second_per_ip: config.security.logins_per_second_per_ip,
             },
+            failures,
         ));
         shutdown.spawn(housekeeping(
             Arc::clone(&cache),

@@ -1071,7 +1071,7 @@ async fn tokens_survive_a_restart_and_secret_is_kept() {
 
 #[tokio::test]
 async fn http_logins_are_limited_per_client_address() {
-    let s = TestServer::start_with(|c| c.security.http_logins_per_second_per_ip = 3, vec![]).await;
+    let s = TestServer::start_with(|c| c.security.logins_per_second_per_ip = 3, vec![]).await;
     let mut c = s.ws().await;
     first_admin(&mut c).await;
     let mut statuses = Vec::new();
@@ -1131,7 +1131,7 @@ async fn http_login_limit_uses_forwarded_address_only_behind_a_trusted_proxy() {
     // The test client connects from 127.0.0.1: as a trusted proxy, its X-Forwarded-For is believed.
     let s = TestServer::start_with(
         |c| {
-            c.security.http_logins_per_second_per_ip = 1;
+            c.security.logins_per_second_per_ip = 1;
             c.http.trusted_proxies = vec!["127.0.0.1".into()];
         },
         vec![],
@@ -1176,7 +1176,7 @@ async fn http_login_limit_uses_forwarded_address_only_behind_a_trusted_proxy() {
     );
 
     // Without trust, the header is ignored: every request counts against 127.0.0.1.
-    let s = TestServer::start_with(|c| c.security.http_logins_per_second_per_ip = 1, vec![]).await;
+    let s = TestServer::start_with(|c| c.security.logins_per_second_per_ip = 1, vec![]).await;
     let mut ids = Vec::new();
     for client in ["203.0.113.1", "203.0.113.2", "203.0.113.3"] {
         ids.push(
