@@ -25,17 +25,18 @@ use http::header::{
     SEC_WEBSOCKET_VERSION, UPGRADE, VARY,
 };
 use http::{HeaderMap, Method, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body, Incoming};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tollgate_core::{ConnectionInfo, Funnel, Protocol, Shutdown, UpgradeAcceptor};
 use tollgate_protocol::errors::{
-    NETWORK_HTTP_UNEXPECTED_ERROR, NETWORK_HTTP_UNSUPPORTED_VERB, NETWORK_HTTP_URL_NOT_FOUND,
-    NETWORK_HTTP_VOLATILE_PARSE_FAILED,
+    API_PROCESS_OVERLOADED, NETWORK_HTTP_UNEXPECTED_ERROR, NETWORK_HTTP_UNSUPPORTED_VERB,
+    NETWORK_HTTP_URL_NOT_FOUND, NETWORK_HTTP_VOLATILE_PARSE_FAILED,
 };
 use tollgate_protocol::{Encoding, KuzzleError, Request, Response, new_request_id, to_json_bytes};
 
@@ -52,8 +53,17 @@ pub struct HttpConfig {
     pub compression: bool,
     /// Largest request head (request line and headers).
     pub max_head_size: usize,
-    /// Time allowed to receive a request head.
+    /// Time allowed to receive a whole request head, from its first byte (not reset by each byte).
     pub head_timeout: Duration,
+    /// Time allowed to receive a request body, on top of what `body_min_rate` grants.
+    pub body_timeout: Duration,
+    /// Bytes per second a body must keep arriving at: each byte received extends the body's
+    /// deadline by `1 / body_min_rate` seconds (0: no extension, the whole body within
+    /// `body_timeout`).
+    pub body_min_rate: u64,
+    /// Bytes of request bodies held at once by all the connections together (raw and decoded):
+    /// past it a request gets 503 `api.process.overloaded` instead of being read.
+    pub max_buffered_body_bytes: usize,
     /// Reverse proxies whose `X-Forwarded-For` is believed: the client address of a request coming
     /// through one of them is taken from that header (per-IP login limits see the real client).
     pub trusted_proxies: Vec<IpAddr>,
@@ -66,7 +76,10 @@ impl Default for HttpConfig {
             max_encoding_layers: 3,
             compression: true,
             max_head_size: 64 * 1024,
-            head_timeout: Duration::from_secs(30),
+            head_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(10),
+            body_min_rate: 64 * 1024,
+            max_buffered_body_bytes: 128 * 1024 * 1024,
             trusted_proxies: Vec::new(),
         }
     }
@@ -77,6 +90,32 @@ const ALLOW_METHODS: &str = "GET,POST,PUT,PATCH,DELETE,OPTIONS,HEAD";
 const X_KUZZLE_REQUEST_ID: HeaderName = HeaderName::from_static("x-kuzzle-request-id");
 const X_KUZZLE_NODE: HeaderName = HeaderName::from_static("x-kuzzle-node");
 const X_KUZZLE_VOLATILE: HeaderName = HeaderName::from_static("x-kuzzle-volatile");
+
+/// The largest `max_head_size`: hyper's parser answers 414 to a request target over 65,534 bytes,
+/// which a head of at most this size cannot hold, so every head over the limit gets 431.
+pub const MAX_HEAD_SIZE_LIMIT: usize = 65_536;
+
+/// Bodies larger than this (bytes) are decoded and parsed on a blocking thread.
+const LARGE_BODY: usize = 64 * 1024;
+
+/// Bytes → KiB permits of the body budget, rounded up.
+fn kib(bytes: usize) -> usize {
+    bytes.div_ceil(1024)
+}
+
+/// Why a body was not read.
+enum BodyError {
+    /// Answered, and the connection stays usable.
+    Refused(KuzzleError),
+    /// The body stopped arriving: answered, then the connection is closed.
+    TimedOut(KuzzleError),
+}
+
+impl From<KuzzleError> for BodyError {
+    fn from(e: KuzzleError) -> Self {
+        BodyError::Refused(e)
+    }
+}
 
 /// Held for as long as a connection lives (an HTTP connection, then the WebSocket it may become).
 pub type ConnectionGuard = Arc<dyn std::any::Any + Send + Sync>;
@@ -89,6 +128,8 @@ pub struct HttpFrontend {
     node: Arc<str>,
     upgrades: Option<Arc<dyn UpgradeAcceptor>>,
     shutdown: Shutdown,
+    /// `max_buffered_body_bytes`, in KiB permits.
+    body_budget: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for HttpFrontend {
@@ -123,6 +164,7 @@ impl HttpFrontend {
         shutdown: Shutdown,
     ) -> Self {
         let tree = RouteTree::new(&funnel.router().http_routes());
+        let body_budget = Arc::new(Semaphore::new(kib(config.max_buffered_body_bytes)));
         Self {
             funnel,
             tree,
@@ -130,6 +172,7 @@ impl HttpFrontend {
             node,
             upgrades,
             shutdown,
+            body_budget,
         }
     }
 
@@ -157,6 +200,8 @@ impl HttpFrontend {
             .timer(TokioTimer::new())
             .header_read_timeout(self.config.head_timeout)
             .max_buf_size(self.config.max_head_size.max(8192))
+            // A head over the limit is refused with 431 before its request target is looked at.
+            .max_header_size(self.config.max_head_size)
             .keep_alive(true)
             .serve_connection(TokioIo::new(stream), service)
             .with_upgrades();
@@ -181,6 +226,8 @@ impl HttpFrontend {
         connection_id: &str,
         guard: ConnectionGuard,
     ) -> hyper::Response<Full<Bytes>> {
+        // hyper's parser answers 431 to a head over the limit (`max_header_size`); this is the same
+        // check on the head as parsed, should the two counts differ.
         if head_size(&req) > self.config.max_head_size {
             let mut response = hyper::Response::new(Full::new(Bytes::new()));
             *response.status_mut() = StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
@@ -251,11 +298,21 @@ impl HttpFrontend {
         }
 
         let (parts, incoming) = req.into_parts();
-        let body = match self.read_body(&parts.headers, incoming).await {
-            Ok(body) => body,
-            Err(e) => {
+        // Held until the answer is ready: the body's bytes count against the shared budget.
+        let (body, _budget) = match self.read_body(&parts.headers, incoming).await {
+            Ok(read) => read,
+            Err(BodyError::Refused(e)) => {
                 let status = e.status();
                 return self.finish_json(status, to_json_bytes(&e, reply.pretty), &reply);
+            }
+            Err(BodyError::TimedOut(e)) => {
+                let status = e.status();
+                let mut response =
+                    self.finish_json(status, to_json_bytes(&e, reply.pretty), &reply);
+                response
+                    .headers_mut()
+                    .insert(CONNECTION, HeaderValue::from_static("close"));
+                return response;
             }
         };
 
@@ -302,36 +359,97 @@ impl HttpFrontend {
         self.envelope(&response, &reply)
     }
 
-    /// Reads, decodes and parses the body (`protocol.md` §7.3, steps 1–6).
+    /// Reads, decodes and parses the body (`protocol.md` §7.3, steps 1–6), within the body deadline
+    /// and the shared byte budget. The permit returned holds the body's share of the budget.
     async fn read_body(
         &self,
         headers: &HeaderMap,
-        incoming: Incoming,
-    ) -> Result<Option<Value>, KuzzleError> {
+        mut incoming: Incoming,
+    ) -> Result<(Option<Value>, Option<OwnedSemaphorePermit>), BodyError> {
         let max = self.config.max_request_size;
-        if let Some(len) = headers
+        let declared = headers
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok())
-        {
+            .and_then(|v| v.parse::<u64>().ok());
+        if let Some(len) = declared {
             body::check_size(usize::try_from(len).unwrap_or(usize::MAX), max)?;
         }
         let media = body::media_type(headers)?;
-        let raw = Limited::new(incoming, max)
-            .collect()
-            .await
-            .map_err(|e| {
-                if e.is::<http_body_util::LengthLimitError>() {
-                    body::check_size(usize::MAX, max)
-                        .err()
-                        .unwrap_or_else(|| KuzzleError::internal("body"))
-                } else {
-                    KuzzleError::new(&NETWORK_HTTP_UNEXPECTED_ERROR, vec![json!(e.to_string())])
+        let empty = declared == Some(0) || incoming.is_end_stream();
+        // Raw bytes (the declared length, else the most a body may be), plus the decoded copy.
+        let raw_share = declared.map_or(max, |len| usize::try_from(len).unwrap_or(max));
+        let encoded = headers.contains_key(CONTENT_ENCODING);
+        let mut raw: Vec<u8> = Vec::new();
+        let mut budget = None;
+        if !empty {
+            let share = raw_share.saturating_add(if encoded { max } else { 0 });
+            let permits = u32::try_from(kib(share)).unwrap_or(u32::MAX);
+            budget = Some(
+                Arc::clone(&self.body_budget)
+                    .try_acquire_many_owned(permits)
+                    .map_err(|_| {
+                        tracing::warn!(
+                            bytes = share,
+                            "request body refused: the buffered body budget is used up"
+                        );
+                        KuzzleError::plain(&API_PROCESS_OVERLOADED)
+                    })?,
+            );
+            raw.reserve(raw_share.min(64 * 1024));
+            self.receive(&mut incoming, &mut raw).await?;
+        }
+        let layers = self.config.max_encoding_layers;
+        let decode = {
+            let headers = headers.clone();
+            move || -> Result<Option<Value>, KuzzleError> {
+                let decoded = body::decode(&headers, raw, max, layers)?;
+                body::parse(&decoded, media)
+            }
+        };
+        // Inflating and parsing a large body run on a blocking thread, so they never hold up the
+        // other connections of this worker.
+        let value = if !empty && (encoded || raw_share > LARGE_BODY) {
+            tokio::task::spawn_blocking(decode)
+                .await
+                .map_err(|_| KuzzleError::internal("body decoding"))??
+        } else {
+            decode()?
+        };
+        Ok((value, budget))
+    }
+
+    /// Receives the body's bytes into `raw`, within the size limit and the body deadline.
+    async fn receive(&self, incoming: &mut Incoming, raw: &mut Vec<u8>) -> Result<(), BodyError> {
+        let max = self.config.max_request_size;
+        let start = tokio::time::Instant::now();
+        loop {
+            let earned = match self.config.body_min_rate {
+                0 => Duration::ZERO,
+                rate => Duration::from_secs_f64(raw.len() as f64 / rate as f64),
+            };
+            let deadline = start + self.config.body_timeout + earned;
+            let frame = match tokio::time::timeout_at(deadline, incoming.frame()).await {
+                Err(_) => {
+                    return Err(BodyError::TimedOut(KuzzleError::new(
+                        &NETWORK_HTTP_UNEXPECTED_ERROR,
+                        vec![json!("the request body did not arrive in time")],
+                    )));
                 }
-            })?
-            .to_bytes();
-        let decoded = body::decode(headers, raw.to_vec(), max, self.config.max_encoding_layers)?;
-        body::parse(&decoded, media)
+                Ok(None) => return Ok(()),
+                Ok(Some(Err(e))) => {
+                    return Err(KuzzleError::new(
+                        &NETWORK_HTTP_UNEXPECTED_ERROR,
+                        vec![json!(e.to_string())],
+                    )
+                    .into());
+                }
+                Ok(Some(Ok(frame))) => frame,
+            };
+            if let Ok(data) = frame.into_data() {
+                body::check_size(raw.len().saturating_add(data.len()), max)?;
+                raw.extend_from_slice(&data);
+            }
+        }
     }
 
     fn upgrade(

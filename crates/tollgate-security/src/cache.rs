@@ -312,11 +312,7 @@ impl SecurityCache {
                     self.tokens.insert(id.to_owned(), record);
                 }
             }
-            (TOKEN, None) => {
-                if self.tokens.remove(id).is_some() {
-                    self.remember_revoked(id);
-                }
-            }
+            (TOKEN, None) if self.tokens.remove(id).is_some() => self.remember_revoked(id),
             _ => {}
         }
     }

@@ -125,6 +125,9 @@ pub struct ServerSection {
     pub max_request_size: usize,
     /// Open connections at most; further connections wait in the listen backlog.
     pub max_connections: usize,
+    /// Open connections per client address (the TCP peer) at most; a connection over it is closed
+    /// at once. 0 = unlimited.
+    pub max_connections_per_ip: usize,
     /// Time in-flight requests get to finish on shutdown, in milliseconds.
     pub shutdown_grace_ms: u64,
 }
@@ -138,8 +141,20 @@ pub struct HttpSection {
     pub max_encoding_layers: usize,
     /// Largest request head, in bytes.
     pub max_head_size: usize,
-    /// Time allowed to receive a request head, in milliseconds.
+    /// Time allowed to receive a whole request head, in milliseconds, counted from its first byte
+    /// (a client sending one byte at a time does not extend it). Bounds the WebSocket upgrade
+    /// handshake too, which is an HTTP request.
     pub head_timeout_ms: u64,
+    /// Time allowed to receive a request body, in milliseconds, on top of what `body_min_rate`
+    /// grants. Past it the request gets 400 `network.http.unexpected_error` and the connection is
+    /// closed.
+    pub body_timeout_ms: u64,
+    /// Bytes per second a body must keep arriving at: each byte received extends the body's
+    /// deadline by 1/`body_min_rate` s. 0: the whole body within `body_timeout_ms`.
+    pub body_min_rate: u64,
+    /// Bytes of request bodies (raw and decoded) held at once by all connections together; past it
+    /// a request gets 503 `api.process.overloaded` without its body being read.
+    pub max_buffered_body_bytes: usize,
     /// Allowed `Origin` values; absent allows every origin.
     pub allowed_origins: Option<Vec<String>>,
     /// Addresses of reverse proxies whose `X-Forwarded-For` header is believed.
@@ -187,6 +202,7 @@ impl Default for ServerSection {
             node_id: None,
             max_request_size: 1024 * 1024,
             max_connections: 65_536,
+            max_connections_per_ip: 1024,
             shutdown_grace_ms: 10_000,
         }
     }
@@ -198,7 +214,10 @@ impl Default for HttpSection {
             compression: true,
             max_encoding_layers: 3,
             max_head_size: 64 * 1024,
-            head_timeout_ms: 30_000,
+            head_timeout_ms: 10_000,
+            body_timeout_ms: 10_000,
+            body_min_rate: 64 * 1024,
+            max_buffered_body_bytes: 128 * 1024 * 1024,
             allowed_origins: None,
             trusted_proxies: Vec::new(),
         }
@@ -344,6 +363,20 @@ impl Config {
             return bad(format!(
                 "http.trusted_proxies: {bad_ip:?} is not an IP address"
             ));
+        }
+        if self.http.max_head_size > tollgate_http::MAX_HEAD_SIZE_LIMIT {
+            return bad(format!(
+                "http.max_head_size must be at most {} (every head over the limit then gets 431)",
+                tollgate_http::MAX_HEAD_SIZE_LIMIT
+            ));
+        }
+        if self.http.body_timeout_ms == 0 {
+            return bad("http.body_timeout_ms must be positive".into());
+        }
+        if self.http.max_buffered_body_bytes < self.server.max_request_size {
+            return bad(
+                "http.max_buffered_body_bytes must be at least server.max_request_size".into(),
+            );
         }
         if self.http.head_timeout_ms == 0 {
             return bad("http.head_timeout_ms must be positive".into());

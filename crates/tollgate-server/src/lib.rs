@@ -10,10 +10,11 @@
 pub mod config;
 pub mod server_controller;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use dashmap::DashMap;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tollgate_catalog::{Catalog, CollectionController, IndexController};
@@ -229,6 +230,9 @@ impl Server {
                 compression: config.http.compression,
                 max_head_size: config.http.max_head_size,
                 head_timeout: Duration::from_millis(config.http.head_timeout_ms),
+                body_timeout: Duration::from_millis(config.http.body_timeout_ms),
+                body_min_rate: config.http.body_min_rate,
+                max_buffered_body_bytes: config.http.max_buffered_body_bytes,
                 trusted_proxies: config
                     .http
                     .trusted_proxies
@@ -246,6 +250,7 @@ impl Server {
             http,
             shutdown.clone(),
             Arc::new(Semaphore::new(config.server.max_connections)),
+            PerIp::new(config.server.max_connections_per_ip),
         ));
         tracing::info!(%addr, node = &*node, "tollgate is listening (HTTP and WebSocket)");
         Ok(Self {
@@ -301,11 +306,58 @@ impl Server {
     }
 }
 
+/// Open connections per client address.
+#[derive(Clone)]
+struct PerIp {
+    open: Arc<DashMap<IpAddr, usize>>,
+    /// 0 = unlimited.
+    limit: usize,
+}
+
+/// One open connection of an address; dropping it frees the slot.
+struct IpSlot {
+    open: Arc<DashMap<IpAddr, usize>>,
+    ip: IpAddr,
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        self.open.remove_if_mut(&self.ip, |_, n| {
+            *n = n.saturating_sub(1);
+            *n == 0
+        });
+    }
+}
+
+impl PerIp {
+    fn new(limit: usize) -> Self {
+        Self {
+            open: Arc::new(DashMap::new()),
+            limit,
+        }
+    }
+
+    /// A slot for `ip`, or `None` when the address is at its limit.
+    fn take(&self, ip: IpAddr) -> Option<IpSlot> {
+        let mut open = self.open.entry(ip).or_insert(0);
+        if self.limit != 0 && *open >= self.limit {
+            return None;
+        }
+        *open += 1;
+        drop(open);
+        Some(IpSlot {
+            open: Arc::clone(&self.open),
+            ip,
+        })
+    }
+}
+
 async fn accept_loop(
     listener: TcpListener,
     http: Arc<HttpFrontend>,
     shutdown: Shutdown,
     slots: Arc<Semaphore>,
+    per_ip: PerIp,
 ) {
     loop {
         let permit = tokio::select! {
@@ -321,8 +373,13 @@ async fn accept_loop(
         };
         match accepted {
             Ok((stream, peer)) => {
+                let Some(slot) = per_ip.take(peer.ip()) else {
+                    tracing::debug!(%peer, "connection refused: too many from this address");
+                    drop(stream);
+                    continue;
+                };
                 let http = Arc::clone(&http);
-                shutdown.spawn(http.serve_connection(stream, peer, Arc::new(permit)));
+                shutdown.spawn(http.serve_connection(stream, peer, Arc::new((permit, slot))));
             }
             Err(error) => {
                 // Typically out of file descriptors: back off instead of spinning.

@@ -249,7 +249,20 @@ where
                 Err(_) => break None,
             },
         };
-        match decode(&payload, &mut window) {
+        // A large message is parsed on a blocking thread, so its parsing never holds up the other
+        // sockets of this worker.
+        let decoded = if payload.len() > LARGE_MESSAGE {
+            match tokio::task::spawn_blocking(move || parse(&payload)).await {
+                Ok(parsed) => parsed.map_or_else(
+                    |reason| Decoded::Reply(unexpected(reason)),
+                    |v| admit(v, &mut window),
+                ),
+                Err(_) => Decoded::Reply(unexpected("message parsing failed".to_owned())),
+            }
+        } else {
+            decode(&payload, &mut window)
+        };
+        match decoded {
             Decoded::Heartbeat => outbox.push(r#"{"p":2}"#.to_owned()).await,
             Decoded::Reply(response) => outbox.push(response.to_text(&inner.node, ROOM)).await,
             Decoded::Request(req) => {
@@ -422,16 +435,25 @@ enum Decoded {
     Request(Request),
 }
 
+/// Messages larger than this (bytes) are parsed on a blocking thread.
+const LARGE_MESSAGE: usize = 64 * 1024;
+
 /// Turns one message into a request, or into the reply it gets without reaching the Funnel.
 fn decode(payload: &[u8], window: &mut RateWindow) -> Decoded {
-    let text = match std::str::from_utf8(payload) {
-        Ok(text) => text,
-        Err(e) => return Decoded::Reply(unexpected(format!("invalid UTF-8: {e}"))),
-    };
-    let value: Value = match serde_json::from_str(text) {
-        Ok(value) => value,
-        Err(e) => return Decoded::Reply(unexpected(e.to_string())),
-    };
+    match parse(payload) {
+        Ok(value) => admit(value, window),
+        Err(reason) => Decoded::Reply(unexpected(reason)),
+    }
+}
+
+/// UTF-8 and JSON: the message's value, or why it is not one.
+fn parse(payload: &[u8]) -> Result<Value, String> {
+    let text = std::str::from_utf8(payload).map_err(|e| format!("invalid UTF-8: {e}"))?;
+    serde_json::from_str(text).map_err(|e| e.to_string())
+}
+
+/// A parsed message: a heartbeat, a request, or the reply it gets (rate limit, bad envelope).
+fn admit(value: Value, window: &mut RateWindow) -> Decoded {
     if let Value::Object(map) = &value
         && map.len() == 1
         && map.get("p") == Some(&json!(1))
