@@ -463,8 +463,7 @@ impl SecurityController {
             }
         };
         for _ in 0..REPLACE_ATTEMPTS {
-            let doc = self
-                .store
+            self.store
                 .get(PROFILE, id)
                 .await
                 .map_err(store_error)?
@@ -506,13 +505,20 @@ impl SecurityController {
                     expect: Expect::Version(user.version),
                 });
             }
+            // Any version: a concurrent update does not stop a delete. Only the users referencing
+            // the profile are guarded (the kind guard and each user's version).
+            let last = ops.len();
             ops.push(Op::Delete {
                 kind: PROFILE,
                 id: id.to_owned(),
-                expect: Expect::Version(doc.version),
+                expect: Expect::Present,
             });
             match self.commit(ops).await {
                 Ok(_) => return Ok(json!({ "_id": id })),
+                // Deleted meanwhile by someone else.
+                Err(StoreError::Conflict { index }) if index == last => {
+                    return Err(with_id(&SECURITY_PROFILE_NOT_FOUND, id));
+                }
                 Err(StoreError::Conflict { .. }) => backoff().await,
                 Err(e) => return Err(store_error(e)),
             }
@@ -631,8 +637,7 @@ impl SecurityController {
         let id = req.required_id()?;
         check_refresh(req)?;
         for _ in 0..REPLACE_ATTEMPTS {
-            let doc = self
-                .store
+            self.store
                 .get(ROLE, id)
                 .await
                 .map_err(store_error)?
@@ -658,14 +663,19 @@ impl SecurityController {
                     kind: PROFILE,
                     since: profiles.seq,
                 },
+                // Any version: a concurrent update does not stop a delete.
                 Op::Delete {
                     kind: ROLE,
                     id: id.to_owned(),
-                    expect: Expect::Version(doc.version),
+                    expect: Expect::Present,
                 },
             ];
             match self.commit(ops).await {
                 Ok(_) => return Ok(json!({ "_id": id })),
+                // Deleted meanwhile by someone else.
+                Err(StoreError::Conflict { index: 1 }) => {
+                    return Err(with_id(&SECURITY_ROLE_NOT_FOUND, id));
+                }
                 Err(StoreError::Conflict { .. }) => backoff().await,
                 Err(e) => return Err(store_error(e)),
             }
