@@ -486,6 +486,17 @@ mod tests {
     }
 
     #[test]
+    fn former_login_limit_name_is_still_read_and_head_size_is_capped() {
+        let c = Config::from_toml("[security]\nhttp_logins_per_second_per_ip = 3\n");
+        assert_eq!(c.map(|c| c.security.logins_per_second_per_ip).ok(), Some(3));
+        let mut c = Config::default();
+        c.http.max_head_size = 65_537;
+        assert!(c.clone().validate().is_err());
+        c.http.max_head_size = 65_536;
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
     fn file_then_env_then_flags() {
         let c = Config::from_toml(
             "[server]\nlisten = \"127.0.0.1:1\"\n[websocket]\nidle_timeout_ms = 500\n",
