@@ -410,8 +410,9 @@ py() { python3 "$WORK/helper.py" "$@"; }
 export SERVER_LOG
 
 # Configurations.
-printf '# defaults: SQLite store, synchronous = "full"\n' >"$WORK/sqlite.toml"
-printf '[storage]\nengine = "memory"\n' >"$WORK/memory.toml"
+# Every load connection comes from one address (loopback): no per-address connection cap.
+printf '# defaults: SQLite store, synchronous = "full"\n[server]\nmax_connections_per_ip = 0\n' >"$WORK/sqlite.toml"
+printf '[server]\nmax_connections_per_ip = 0\n[storage]\nengine = "memory"\n' >"$WORK/memory.toml"
 
 # ---------------------------------------------------------------------------------------------------
 # Servers
