@@ -352,3 +352,17 @@ pub fn mask_number(text: &str, key: &str) -> (String, Option<u64>) {
 pub fn now_ms() -> u64 {
     tollgate_server::server_controller::now_ms()
 }
+
+/// Fails a test whose external service (Node.js, PostgreSQL…) is missing: `service` names it, `probe`
+/// says how it was looked for. Such a test is ignored when the service was missing at build time
+/// (`build.rs`: cfg `no_<service>`), unless `CI=true`, which makes every test run; so it gets here in
+/// CI, or when the service went away after the build.
+pub fn missing_service(test: &str, service: &str, probe: &str) -> ! {
+    let ci = std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1");
+    let why = if ci {
+        "CI is set, so the tests that need it run instead of being ignored: provide it"
+    } else {
+        "it was there when the tests were built; build again to ignore the tests that need it"
+    };
+    panic!("{test}: {service} not found ({probe}); {why}");
+}
