@@ -366,3 +366,20 @@ pub fn missing_service(test: &str, service: &str, probe: &str) -> ! {
     };
     panic!("{test}: {service} not found ({probe}); {why}");
 }
+
+/// Polls `condition` every 5 ms until it holds, and panics with `what` if it still does not after
+/// [`TIMEOUT`]: a wait on an observable state, instead of a sleep whose length is a guess.
+pub async fn wait_until<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while !condition().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still not the case after {TIMEOUT:?}: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
