@@ -11,7 +11,7 @@ use dashmap::DashMap;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use tokio::sync::watch;
-use tollgate_storage::{Doc, FeedEvent, Store, StoreError};
+use tollgate_storage::{Catchup, Doc, FeedEvent, Store, StoreError};
 
 use crate::rights::{ProfileRights, RoleLookup, RoleRights};
 use crate::{PROFILE, ROLE, TOKEN, USER};
@@ -235,19 +235,18 @@ impl SecurityCache {
                     let Some(store) = weak_store.upgrade() else {
                         return;
                     };
+                    // Subscribe again first, so nothing committed during the catch-up is missed.
                     feed = store.subscribe(0);
-                    match cache.reload(store.as_ref()).await {
-                        Ok(reloaded) => {
-                            feed.skip_through(reloaded);
-                            continue;
-                        }
+                    match cache.catch_up(store.as_ref()).await {
+                        Ok(caught_up) => feed.skip_through(caught_up),
                         Err(error) => {
-                            tracing::error!(%error, "security cache resync failed; retrying");
+                            tracing::error!(%error, "security cache catch-up failed; retrying");
                             tokio::time::sleep(Duration::from_millis(200)).await;
+                            // Next round: a gap again, so a new catch-up.
                             feed = store.subscribe(0);
-                            continue;
                         }
                     }
+                    continue;
                 }
                 if let Some(mut next) = next {
                     if let Some(seq) = seq {
@@ -263,22 +262,73 @@ impl SecurityCache {
         Ok(cache)
     }
 
-    /// Replaces everything with a fresh load from the store; returns its sequence number.
+    /// Brings the cache up to date after a gap in the feed, from the store's change log: only what
+    /// changed since the last applied sequence number is read. Falls back to a full reload when the
+    /// log no longer goes back that far. Returns the sequence number now applied.
+    async fn catch_up(&self, store: &dyn Store) -> Result<u64, StoreError> {
+        const PAGE: usize = 10_000;
+        let mut from = *self.applied.borrow();
+        loop {
+            let (seq, changes) = match store.changes_since(from, PAGE).await? {
+                Catchup::Changes { seq, changes } => (seq, changes),
+                Catchup::TooFarBehind => {
+                    tracing::warn!(
+                        from,
+                        "security cache too far behind the change log: reloading"
+                    );
+                    return self.reload(store).await;
+                }
+            };
+            let mut next: Option<SecuritySnapshot> = None;
+            for change in &changes {
+                let doc = change.doc.as_ref();
+                match change.kind.as_str() {
+                    ROLE | PROFILE => next
+                        .get_or_insert_with(|| (*self.current.load_full()).clone())
+                        .apply(&change.kind, &change.id, doc),
+                    USER | TOKEN => self.apply_entry(&change.kind, &change.id, doc),
+                    _ => {}
+                }
+            }
+            if let Some(mut next) = next {
+                next.seq = seq;
+                self.current.store(Arc::new(next));
+            }
+            self.applied.send_replace(seq);
+            if changes.len() < PAGE {
+                return Ok(seq);
+            }
+            from = seq;
+        }
+    }
+
+    /// Replaces everything with a fresh load from the store; returns its sequence number. Entries
+    /// are replaced in place and only then are the ones gone from the store removed, so a user or a
+    /// token that exists is never missing meanwhile.
     async fn reload(&self, store: &dyn Store) -> Result<u64, StoreError> {
         let raw = store.snapshot(&[ROLE, PROFILE, USER, TOKEN]).await?;
         let mut snapshot = SecuritySnapshot {
             seq: raw.seq,
             ..SecuritySnapshot::default()
         };
-        self.users.clear();
-        self.user_profiles.clear();
-        self.tokens.clear();
+        let mut users = std::collections::HashSet::new();
+        let mut tokens = std::collections::HashSet::new();
         for (kind, doc) in &raw.docs {
             match kind.as_str() {
                 ROLE | PROFILE => snapshot.apply(kind, &doc.id, Some(doc)),
-                _ => self.apply_entry(kind, &doc.id, Some(doc)),
+                _ => {
+                    match kind.as_str() {
+                        USER => users.insert(doc.id.as_str()),
+                        _ => tokens.insert(doc.id.as_str()),
+                    };
+                    self.apply_entry(kind, &doc.id, Some(doc));
+                }
             }
         }
+        self.users.retain(|id, _| users.contains(id.as_str()));
+        self.user_profiles
+            .retain(|id, _| users.contains(id.as_str()));
+        self.tokens.retain(|id, _| tokens.contains(id.as_str()));
         self.current.store(Arc::new(snapshot));
         self.applied.send_replace(raw.seq);
         Ok(raw.seq)
@@ -410,7 +460,106 @@ mod tests {
     use super::*;
     use serde_json::json;
     use tollgate_storage::memory::MemoryStore;
-    use tollgate_storage::{Expect, Op};
+    use tollgate_storage::{Expect, Kind, Op};
+
+    /// The memory store, counting full snapshots.
+    struct Snapshots {
+        inner: MemoryStore,
+        taken: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl Store for Snapshots {
+        async fn get(&self, kind: Kind, id: &str) -> Result<Option<Doc>, StoreError> {
+            self.inner.get(kind, id).await
+        }
+        async fn mget(&self, kind: Kind, ids: &[String]) -> Result<Vec<Option<Doc>>, StoreError> {
+            self.inner.mget(kind, ids).await
+        }
+        async fn list(
+            &self,
+            kind: Kind,
+            prefix: &str,
+            from: u64,
+            size: Option<u64>,
+        ) -> Result<tollgate_storage::Page, StoreError> {
+            self.inner.list(kind, prefix, from, size).await
+        }
+        async fn commit(&self, ops: Vec<Op>) -> Result<tollgate_storage::Committed, StoreError> {
+            self.inner.commit(ops).await
+        }
+        async fn snapshot(&self, kinds: &[Kind]) -> Result<tollgate_storage::Snapshot, StoreError> {
+            self.taken
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.inner.snapshot(kinds).await
+        }
+        fn subscribe(&self, after: u64) -> tollgate_storage::Feed {
+            self.inner.subscribe(after)
+        }
+        async fn changes_since(&self, after: u64, max: usize) -> Result<Catchup, StoreError> {
+            self.inner.changes_since(after, max).await
+        }
+        async fn current_seq(&self) -> Result<u64, StoreError> {
+            self.inner.current_seq().await
+        }
+        async fn ping(&self) -> Result<(), StoreError> {
+            Ok(())
+        }
+        fn engine(&self) -> tollgate_storage::EngineInfo {
+            self.inner.engine()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_lagging_feed_catches_up_from_the_change_log_without_a_reload() {
+        let store = Arc::new(Snapshots {
+            inner: MemoryStore::new(),
+            taken: Default::default(),
+        });
+        let shared: Arc<dyn Store> = Arc::clone(&store) as Arc<dyn Store>;
+        let cache = SecurityCache::start(Arc::clone(&shared))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(store.taken.load(std::sync::atomic::Ordering::Relaxed), 1);
+        // On this single-threaded runtime the cache's task does not run while these commits are
+        // made: its feed overflows (more changes than the feed holds) and reports a gap.
+        let mut last = 0;
+        for i in 0..5_000u32 {
+            let id = format!("u{}", i % 100);
+            let body = json!({"profileIds": [format!("p{i}")]});
+            let ops = vec![Op::Put {
+                kind: USER,
+                id,
+                body,
+                expect: Expect::Any,
+            }];
+            last = shared
+                .commit(ops)
+                .await
+                .map(|c| c.seq)
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let role = Op::Put {
+            kind: ROLE,
+            id: "r".into(),
+            body: json!({"controllers":{"*":{"actions":{"*":true}}}}),
+            expect: Expect::Absent,
+        };
+        last = shared
+            .commit(vec![role])
+            .await
+            .map(|c| c.seq)
+            .unwrap_or(last);
+        cache.wait_for(last).await;
+        assert_eq!(*cache.applied.borrow(), last);
+        assert_eq!(
+            cache.profile_ids("u99").as_deref(),
+            Some(&["p4999".to_owned()][..])
+        );
+        assert!(cache.snapshot().roles.contains_key("r"));
+        // Caught up from the log: no second full snapshot.
+        assert_eq!(store.taken.load(std::sync::atomic::Ordering::Relaxed), 1);
+    }
 
     #[tokio::test]
     async fn follows_changes_made_by_another_writer() {

@@ -385,7 +385,7 @@ mod tests {
 
     use tollgate_storage::memory::MemoryStore;
     use tollgate_storage::{
-        Committed, Doc, EngineInfo, Expect, Feed, Kind, Op, Page, Snapshot, StoreError,
+        Catchup, Committed, Doc, EngineInfo, Expect, Feed, Kind, Op, Page, Snapshot, StoreError,
     };
 
     use super::*;
@@ -422,6 +422,12 @@ mod tests {
         }
         fn subscribe(&self, after: u64) -> Feed {
             self.inner.subscribe(after)
+        }
+        async fn changes_since(&self, after: u64, max: usize) -> Result<Catchup, StoreError> {
+            self.inner.changes_since(after, max).await
+        }
+        async fn current_seq(&self) -> Result<u64, StoreError> {
+            self.inner.current_seq().await
         }
         async fn ping(&self) -> Result<(), StoreError> {
             Ok(())

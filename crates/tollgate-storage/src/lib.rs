@@ -24,6 +24,9 @@ use tollgate_protocol::errors::{
     SERVICES_STORAGE_NOT_CONNECTED, SERVICES_STORAGE_UNEXPECTED_ERROR,
 };
 
+/// The change log keeps at least this many entries (older ones are pruned).
+pub const CHANGE_LOG_KEEP: u64 = 100_000;
+
 /// The kind of a document (`role`, `profile`, `user`, …): a namespace for ids.
 pub type Kind = &'static str;
 
@@ -174,6 +177,21 @@ pub struct Page {
     pub total: u64,
 }
 
+/// What [`Store::changes_since`] found in the durable change log.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Catchup {
+    /// The changes after the requested sequence number, in order, at most the number asked for.
+    /// `seq` is the sequence number a reader is current as of once it has applied them: the last
+    /// change's, or the store's when there are none. A change may carry a later state of its
+    /// document than the one it wrote (the log keeps which document changed, the store its latest
+    /// state): applying them in order still leaves the reader equal to the store as of `seq` or
+    /// later.
+    Changes { seq: u64, changes: Vec<Change> },
+    /// The log no longer holds every change after that number (it was pruned): reload from a
+    /// snapshot.
+    TooFarBehind,
+}
+
 /// What `server:info` reports about the engine.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EngineInfo {
@@ -301,6 +319,12 @@ pub trait Store: Send + Sync + 'static {
     /// Subscribes to changes committed after `after`. Subscribe *before* taking the snapshot whose
     /// `seq` is passed here, so nothing falls between the two.
     fn subscribe(&self, after: u64) -> Feed;
+    /// Up to `max` changes committed after sequence number `after`, from the durable change log
+    /// (kept for at least the last 100,000 changes), so a reader that missed some (a lagging feed, a
+    /// lost connection) catches up without a full reload.
+    async fn changes_since(&self, after: u64, max: usize) -> Result<Catchup, StoreError>;
+    /// The sequence number of the last committed change (0 for an empty store).
+    async fn current_seq(&self) -> Result<u64, StoreError>;
     /// Whether the store answers.
     async fn ping(&self) -> Result<(), StoreError>;
     fn engine(&self) -> EngineInfo;
@@ -436,6 +460,66 @@ pub(crate) mod contract {
         assert_eq!(
             store.commit(vec![guard]).await,
             Err(StoreError::Conflict { index: 0 })
+        );
+    }
+
+    pub async fn catchup_from_the_log(store: &dyn Store) {
+        let base = store.current_seq().await.unwrap_or(u64::MAX);
+        for (id, expect) in [
+            ("a", Expect::Absent),
+            ("b", Expect::Absent),
+            ("a", Expect::Version(1)),
+        ] {
+            assert!(
+                store
+                    .commit(vec![put("role", id, json!({"id": id}), expect)])
+                    .await
+                    .is_ok()
+            );
+        }
+        assert!(
+            store
+                .commit(vec![Op::Delete {
+                    kind: "role",
+                    id: "b".into(),
+                    expect: Expect::Present,
+                }])
+                .await
+                .is_ok()
+        );
+        assert_eq!(store.current_seq().await, Ok(base + 4));
+        let Ok(Catchup::Changes { seq, changes }) = store.changes_since(base, 100).await else {
+            panic!("no changes");
+        };
+        assert_eq!(seq, base + 4);
+        let seen: Vec<(u64, &str)> = changes.iter().map(|c| (c.seq, c.id.as_str())).collect();
+        assert_eq!(
+            seen,
+            vec![
+                (base + 1, "a"),
+                (base + 2, "b"),
+                (base + 3, "a"),
+                (base + 4, "b")
+            ]
+        );
+        // Applied in order, they leave a reader equal to the store: a at version 2, b deleted.
+        let mut state = std::collections::BTreeMap::new();
+        for c in &changes {
+            state.insert(c.id.clone(), c.doc.as_ref().map(|d| d.version));
+        }
+        assert_eq!(state.get("a"), Some(&Some(2)));
+        assert_eq!(state.get("b"), Some(&None));
+        // Bounded, and continuous from where a reader stands.
+        let Ok(Catchup::Changes { seq, changes }) = store.changes_since(base + 1, 2).await else {
+            panic!("no changes");
+        };
+        assert_eq!((seq, changes.len()), (base + 3, 2));
+        assert_eq!(
+            store.changes_since(base + 4, 100).await,
+            Ok(Catchup::Changes {
+                seq: base + 4,
+                changes: Vec::new()
+            })
         );
     }
 

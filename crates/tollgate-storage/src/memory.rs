@@ -1,14 +1,15 @@
 //! An in-memory backend: the same semantics as SQLite, without durability. For tests and for
 //! benchmarking the protocol path apart from the disk.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use tokio::sync::broadcast;
 
 use crate::{
-    Change, Committed, Doc, EngineInfo, Feed, Kind, Op, Page, Snapshot, Store, StoreError,
+    CHANGE_LOG_KEEP, Catchup, Change, Committed, Doc, EngineInfo, Feed, Kind, Op, Page, Snapshot,
+    Store, StoreError,
 };
 
 #[derive(Default)]
@@ -16,6 +17,8 @@ struct State {
     docs: BTreeMap<(String, String), (u64, serde_json::Value)>,
     kind_seq: HashMap<String, u64>,
     seq: u64,
+    /// The last changes, oldest first (at most `CHANGE_LOG_KEEP`).
+    log: VecDeque<Arc<Change>>,
 }
 
 /// The in-memory store.
@@ -155,7 +158,12 @@ impl Store for MemoryStore {
         let seq = state.seq;
         // Publish while holding the lock so subscribers see changes in sequence order.
         for change in changes {
-            let _ = self.feed.send(Arc::new(change));
+            let change = Arc::new(change);
+            if state.log.len() as u64 >= CHANGE_LOG_KEEP {
+                state.log.pop_front();
+            }
+            state.log.push_back(Arc::clone(&change));
+            let _ = self.feed.send(change);
         }
         Ok(Committed { seq, versions })
     }
@@ -187,6 +195,30 @@ impl Store for MemoryStore {
         Feed::new(self.feed.subscribe(), after)
     }
 
+    async fn changes_since(&self, after: u64, max: usize) -> Result<Catchup, StoreError> {
+        let state = self.lock();
+        let oldest = state.log.front().map_or(state.seq + 1, |c| c.seq);
+        if after + 1 < oldest && after < state.seq {
+            return Ok(Catchup::TooFarBehind);
+        }
+        let changes: Vec<Change> = state
+            .log
+            .iter()
+            .filter(|c| c.seq > after)
+            .take(max)
+            .map(|c| (**c).clone())
+            .collect();
+        let seq = match changes.last() {
+            Some(c) if changes.len() == max => c.seq,
+            _ => state.seq,
+        };
+        Ok(Catchup::Changes { seq, changes })
+    }
+
+    async fn current_seq(&self) -> Result<u64, StoreError> {
+        Ok(self.lock().seq)
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
     }
@@ -215,6 +247,10 @@ mod tests {
     #[tokio::test]
     async fn memory_kind_guard() {
         contract::kind_guard(&MemoryStore::new()).await;
+    }
+    #[tokio::test]
+    async fn memory_catchup_from_the_log() {
+        contract::catchup_from_the_log(&MemoryStore::new()).await;
     }
     #[tokio::test]
     async fn memory_listing_and_feed() {

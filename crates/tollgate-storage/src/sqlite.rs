@@ -20,7 +20,8 @@ use serde_json::Value;
 use tokio::sync::{broadcast, oneshot};
 
 use crate::{
-    Change, Committed, Doc, EngineInfo, Feed, Kind, Op, Page, Snapshot, Store, StoreError,
+    CHANGE_LOG_KEEP, Catchup, Change, Committed, Doc, EngineInfo, Feed, Kind, Op, Page, Snapshot,
+    Store, StoreError,
 };
 
 /// Changes a slow feed subscriber may fall behind before it is told to resync.
@@ -29,8 +30,6 @@ pub const FEED_CAPACITY: usize = 4096;
 const MAX_GROUP: usize = 256;
 /// Read connections.
 const READERS: usize = 4;
-/// The change log keeps at least this many entries (older ones are pruned).
-const CHANGE_LOG_KEEP: u64 = 100_000;
 
 /// Ordered schema migrations; `PRAGMA user_version` is the number applied.
 const MIGRATIONS: &[&str] = &[
@@ -603,6 +602,70 @@ impl Store for SqliteStore {
         Feed::new(self.feed.subscribe(), after)
     }
 
+    async fn changes_since(&self, after: u64, max: usize) -> Result<Catchup, StoreError> {
+        self.read(move |c| {
+            let tx = c.unchecked_transaction().map_err(unavailable)?;
+            let current = last_seq(&tx)?;
+            let oldest: Option<i64> = tx
+                .query_row("SELECT MIN(seq) FROM changes", [], |r| r.get(0))
+                .map_err(unavailable)?;
+            let oldest = oldest.map_or(current + 1, |s| u64::try_from(s).unwrap_or(0));
+            if after + 1 < oldest && after < current {
+                return Ok(Catchup::TooFarBehind);
+            }
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT c.seq, c.kind, c.id, d.version, d.body FROM changes c
+                     LEFT JOIN docs d ON d.kind = c.kind AND d.id = c.id
+                     WHERE c.seq > ?1 ORDER BY c.seq LIMIT ?2",
+                )
+                .map_err(unavailable)?;
+            let rows = stmt
+                .query_map(
+                    params![
+                        i64::try_from(after).unwrap_or(i64::MAX),
+                        i64::try_from(max).unwrap_or(i64::MAX)
+                    ],
+                    |r| {
+                        Ok((
+                            r.get::<_, i64>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, String>(2)?,
+                            r.get::<_, Option<i64>>(3)?,
+                            r.get::<_, Option<String>>(4)?,
+                        ))
+                    },
+                )
+                .map_err(unavailable)?;
+            let mut changes = Vec::new();
+            for row in rows {
+                let (seq, kind, id, version, body) = row.map_err(unavailable)?;
+                let doc = match (version, body) {
+                    (Some(version), Some(body)) => Some(to_doc((id.clone(), version, body))?),
+                    _ => None,
+                };
+                changes.push(Change {
+                    seq: u64::try_from(seq).unwrap_or(0),
+                    kind,
+                    id,
+                    doc,
+                });
+            }
+            drop(stmt);
+            tx.commit().map_err(unavailable)?;
+            let seq = match changes.last() {
+                Some(c) if changes.len() == max => c.seq,
+                _ => current,
+            };
+            Ok(Catchup::Changes { seq, changes })
+        })
+        .await
+    }
+
+    async fn current_seq(&self) -> Result<u64, StoreError> {
+        self.read(last_seq).await
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         self.read(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(unavailable))
             .await
@@ -640,6 +703,10 @@ mod tests {
     #[tokio::test]
     async fn sqlite_kind_guard() {
         contract::kind_guard(&store().1).await;
+    }
+    #[tokio::test]
+    async fn sqlite_catchup_from_the_log() {
+        contract::catchup_from_the_log(&store().1).await;
     }
     #[tokio::test]
     async fn sqlite_listing_and_feed() {
