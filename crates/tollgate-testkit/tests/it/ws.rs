@@ -215,7 +215,7 @@ async fn rfc_ping_gets_a_pong_with_the_same_data() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hundred_concurrent_requests_on_one_socket_each_answered_once() {
     let s = TestServer::start().await;
     let c = s.ws().await;
@@ -244,9 +244,20 @@ async fn hundred_concurrent_requests_on_one_socket_each_answered_once() {
     for i in 0..100 {
         assert!(seen.contains_key(&format!("c{i}")));
     }
-    // Nothing more arrives: each request was answered exactly once.
-    let extra = tokio::time::timeout(std::time::Duration::from_millis(300), rx.next()).await;
-    assert!(extra.is_err(), "unexpected extra frame {extra:?}");
+    // Nothing more arrives: each request was answered exactly once. A request sent after all the
+    // answers came is answered next, with nothing before it.
+    let sent = tx
+        .send(Message::text(
+            r#"{"controller":"server","action":"now","requestId":"last"}"#,
+        ))
+        .await;
+    assert!(sent.is_ok());
+    let next = tokio::time::timeout(tollgate_testkit::TIMEOUT, rx.next()).await;
+    let Ok(Some(Ok(Message::Text(t)))) = next else {
+        panic!("no answer to the last request: {next:?}")
+    };
+    let v: Value = serde_json::from_str(&t).unwrap_or_default();
+    assert_eq!(v["requestId"], "last", "unexpected extra frame {t}");
 }
 
 #[tokio::test]
@@ -269,37 +280,58 @@ async fn oversized_message_closes_with_1009() {
 
 #[tokio::test]
 async fn idle_socket_is_closed() {
-    let s = TestServer::start_with(|c| c.websocket.idle_timeout_ms = 1000, vec![]).await;
+    // The shortest idle timeout there is: below one second means 60 s, as in Kuzzle.
+    let idle = std::time::Duration::from_millis(1000);
+    let s = TestServer::start_with(
+        |c| c.websocket.idle_timeout_ms = idle.as_millis() as u64,
+        vec![],
+    )
+    .await;
     let mut c = s.ws().await;
+    // The idle timeout is the behaviour under test: the socket closes once it passes, and not before
+    // (the server last read from the socket after `sent`).
+    let sent = std::time::Instant::now();
     assert_eq!(c.call_text(r#"{"p":1}"#).await, r#"{"p":2}"#);
-    let started = std::time::Instant::now();
     let close = close_frame(&mut c).await;
     assert_eq!(close, Some((CloseCode::Normal, "idle timeout".to_owned())));
-    assert!(started.elapsed() >= std::time::Duration::from_millis(900));
+    assert!(sent.elapsed() >= idle, "closed after {:?}", sent.elapsed());
 }
 
+/// The per-socket message rate is counted in one-second windows, the first starting when the socket
+/// opens: six messages within that second are three answered and three refused.
 #[tokio::test]
 async fn per_socket_rate_limit() {
     let s = TestServer::start_with(|c| c.websocket.rate_limit = 3, vec![]).await;
-    let mut c = s.ws().await;
-    let mut limited = Vec::new();
-    for i in 0..6 {
-        let r = c
-            .call(json!({"controller":"server","action":"now","requestId":format!("r{i}")}))
-            .await;
-        if r["status"] == 429 {
-            limited.push(r);
+    for _attempt in 0..5 {
+        let started = std::time::Instant::now();
+        let mut c = s.ws().await;
+        let mut answers = Vec::new();
+        for i in 0..6 {
+            answers.push(
+                c.call(json!({"controller":"server","action":"now","requestId":format!("r{i}")}))
+                    .await,
+            );
         }
+        if started.elapsed() >= std::time::Duration::from_secs(1) {
+            // The six messages may have spanned two windows: try again on a new socket.
+            continue;
+        }
+        let statuses: Vec<u64> = answers
+            .iter()
+            .map(|r| r["status"].as_u64().unwrap_or(0))
+            .collect();
+        assert_eq!(statuses, [200, 200, 200, 429, 429, 429], "{answers:?}");
+        let r = &answers[3];
+        assert_eq!(r["error"]["id"], "network.websocket.ratelimit_exceeded");
+        assert_eq!(
+            r["error"]["message"],
+            "Rejected: too many requests received from that socket"
+        );
+        assert_eq!(r["requestId"], "r3");
+        assert_eq!(r["room"], "r3");
+        return;
     }
-    assert!(!limited.is_empty() && limited.len() <= 3, "{limited:?}");
-    let r = &limited[0];
-    assert_eq!(r["error"]["id"], "network.websocket.ratelimit_exceeded");
-    assert_eq!(
-        r["error"]["message"],
-        "Rejected: too many requests received from that socket"
-    );
-    assert_eq!(r["room"], r["requestId"]);
-    assert!(r["requestId"].as_str().unwrap_or_default().starts_with('r'));
+    panic!("six requests never fitted in one second");
 }
 
 #[tokio::test]
@@ -312,13 +344,18 @@ async fn upgrade_works_on_any_path() {
     );
 }
 
-#[tokio::test]
-async fn slow_reader_is_disconnected_with_1011() {
+/// A client that sends many requests and reads none of the answers is closed with 1011, and gets
+/// the answers written before, then the close frame.
+async fn assert_slow_reader_is_disconnected_with_1011() {
     let s = TestServer::start_with(|c| c.websocket.max_queued_messages = 2, vec![]).await;
     let c = s.ws().await;
     let (mut tx, mut rx) = c.ws.split();
-    // Ask for many large answers, then read nothing for a while: the server's socket buffers and
-    // its queue fill up, and it gives up on this client.
+    // Ask for many large answers and read none: the socket buffers and the server's queue fill up
+    // while the requests are sent. Not reading for longer than a full queue may last (1 s) is the
+    // behaviour under test, so this wait stays: 1 s past the end of the sends, which is later than
+    // the queue filled. Nothing from this socket can tell the test sooner that the server gave up
+    // (only reading would, and reading empties the queue); reading later than 5 s after that misses
+    // the close frame.
     let request = Message::text(r#"{"controller":"server","action":"info"}"#);
     let mut sent = 0;
     for _ in 0..30_000 {
@@ -329,7 +366,8 @@ async fn slow_reader_is_disconnected_with_1011() {
             _ => break,
         }
     }
-    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    // The server gave up on this client: past the answers it wrote, the close frame.
     let mut close = None;
     while let Ok(Some(Ok(message))) =
         tokio::time::timeout(tollgate_testkit::TIMEOUT, rx.next()).await
@@ -347,4 +385,21 @@ async fn slow_reader_is_disconnected_with_1011() {
         )),
         "after {sent} requests"
     );
+}
+
+#[tokio::test]
+async fn slow_reader_is_disconnected_with_1011() {
+    assert_slow_reader_is_disconnected_with_1011().await;
+}
+
+/// Defect: when the server's reader runs beside the client (worker threads), requests the server
+/// never read are still in its socket's receive buffer when it closes the socket, so the kernel
+/// resets the connection (RST) instead of closing it: the client's reads fail with "connection
+/// reset" after a few hundred answers, and the 1011 close frame is lost. A lingering close (send
+/// the close frame, shut down writing, read and discard for a bounded time, then drop) would
+/// deliver it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "defect: the 1011 close frame is lost to a TCP reset when unread requests remain"]
+async fn slow_reader_is_disconnected_with_1011_on_worker_threads() {
+    assert_slow_reader_is_disconnected_with_1011().await;
 }
