@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tollgate_testkit::{NODE, TestServer, WsClient, http_once, mask_number};
+use tollgate_testkit::{NODE, TestServer, WsClient, http_once, mask_number, now_ms};
 
 /// Merges `extra` into `{"controller":c,"action":a}`.
 fn req(controller: &str, action: &str, extra: Value) -> Value {
@@ -20,6 +20,22 @@ fn with_jwt(mut r: Value, jwt: &str) -> Value {
     r["jwt"] = json!(jwt);
     r
 }
+
+/// Waits until just after the next wall-clock second starts, and returns the second now current.
+/// Rate-limit windows are wall-clock seconds (`protocol.md` §6.3): a burst started there has the whole
+/// second to itself. Whether it stayed within one is checked after, with [`still`].
+async fn next_second() -> u64 {
+    tokio::time::sleep(Duration::from_millis(1000 - now_ms() % 1000)).await;
+    now_ms() / 1000
+}
+
+/// Whether the wall clock is still in `second`.
+fn still(second: u64) -> bool {
+    now_ms() / 1000 == second
+}
+
+/// How many times a burst is tried again when it did not fit in one second.
+const ATTEMPTS: usize = 5;
 
 #[track_caller]
 fn assert_error(r: &Value, id: &str, status: u16, message: &str) {
@@ -490,24 +506,35 @@ async fn restricted_to_one_index_and_changes_apply_at_once() {
         ))
         .await;
     assert_eq!(r["status"], 200, "{r}");
-    let mut limited = 0;
-    for _ in 0..3 {
-        let r = c.call(get("mtp")).await;
-        if r["status"] == 429 {
+    // Within one second: the first request passes, the next two are refused.
+    for attempt in 1..=ATTEMPTS {
+        let second = next_second().await;
+        let mut answers = Vec::new();
+        for _ in 0..3 {
+            answers.push(c.call(get("mtp")).await);
+        }
+        if !still(second) {
+            assert!(
+                attempt < ATTEMPTS,
+                "three requests never fitted in one second"
+            );
+            continue;
+        }
+        assert_error(&answers[0], "api.process.controller_not_found", 404, "");
+        for r in &answers[1..] {
             assert_error(
-                &r,
+                r,
                 "api.process.too_many_requests",
                 429,
                 "Rejected: requests rate limit exceeded for this user.",
             );
             assert_eq!(r["error"]["props"], json!([]));
-            limited += 1;
         }
+        break;
     }
-    assert!(limited >= 1);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limit_burst_then_next_second() {
     let s = TestServer::start().await;
     let mut c = s.ws().await;
@@ -526,29 +553,44 @@ async fn rate_limit_burst_then_next_second() {
     assert_eq!(r["status"], 200, "{r}");
     user(&mut c, &admin, "u5", json!(["slow"])).await;
     let u5 = token(&s, "u5", "u5-pw").await;
-    // 30 requests sent at once, then their 30 answers.
+    // 30 requests sent at once, then their 30 answers: within one second, exactly 5 are served.
     let frame = with_jwt(req("auth", "checkToken", json!({})), &u5).to_string();
-    for _ in 0..30 {
-        c.send_text(&frame).await;
-    }
-    let (mut ok, mut limited) = (0, 0);
-    for _ in 0..30 {
-        let r = c.recv_json().await;
-        match r["status"].as_u64() {
-            Some(200) => ok += 1,
-            Some(429) => limited += 1,
-            _ => panic!("{r}"),
+    for attempt in 1..=ATTEMPTS {
+        let second = next_second().await;
+        for _ in 0..30 {
+            c.send_text(&frame).await;
         }
+        let (mut ok, mut limited) = (0, 0);
+        for _ in 0..30 {
+            let r = c.recv_json().await;
+            match r["status"].as_u64() {
+                Some(200) => ok += 1,
+                Some(429) => {
+                    assert_error(&r, "api.process.too_many_requests", 429, "");
+                    limited += 1;
+                }
+                _ => panic!("{r}"),
+            }
+        }
+        if !still(second) {
+            // The burst straddled two windows: at most the limit in each.
+            assert!((5..=10).contains(&ok) && ok + limited == 30, "{ok} served");
+            assert!(attempt < ATTEMPTS, "the burst never fitted in one second");
+            continue;
+        }
+        assert_eq!((ok, limited), (5, 25));
+        // The next second is a new window.
+        let next = second + 1;
+        while now_ms() / 1000 < next {
+            tokio::time::sleep(Duration::from_millis(1000 - now_ms() % 1000)).await;
+        }
+        assert_eq!(
+            c.call(serde_json::from_str(&frame).unwrap_or_default())
+                .await["status"],
+            200
+        );
+        break;
     }
-    // Fixed windows: the burst may straddle two seconds.
-    assert!((5..=10).contains(&ok), "{ok} served");
-    assert_eq!(ok + limited, 30);
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert_eq!(
-        c.call(serde_json::from_str(&frame).unwrap_or_default())
-            .await["status"],
-        200
-    );
     // The most permissive profile wins: with `default` (10) too, the limit is 10; with `admin` (0), none.
     let r = c
         .call(with_jwt(
@@ -721,6 +763,7 @@ async fn expired_tokens_and_the_websocket_notification() {
     first_admin(&mut c).await;
     let r = login(&s, "admin", "admin-pw", "?expiresIn=1s").await;
     assert_eq!(r["result"]["ttl"], 1000);
+    let expires_at = r["result"]["expiresAt"].as_u64().unwrap_or(0);
     let jwt = r["result"]["jwt"].as_str().unwrap_or_default().to_owned();
     // Using the token on a socket links it to the socket.
     let r = c
@@ -734,8 +777,9 @@ async fn expired_tokens_and_the_websocket_notification() {
             r#"{{"status":200,"info":"This is an automated server notification","message":"Authentication Token Expired","type":"TokenExpired","node":"{NODE}","room":"kuzzle:notification:server"}}"#
         ))
     );
-    // The socket stays open; the token is now expired.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // The notification comes once the token's expiresAt has passed, not before; the socket stays
+    // open, and the token is now expired.
+    assert!(now_ms() >= expires_at, "notified before {expires_at}");
     let r = c
         .call(with_jwt(req("server", "now", json!({})), &jwt))
         .await;
@@ -1027,20 +1071,32 @@ async fn login_rate_limit_per_websocket_connection() {
         "login",
         json!({"strategy":"local","body":{"username":"admin","password":"admin-pw"}}),
     );
-    let mut limited = 0;
-    for _ in 0..3 {
-        let r = c.call(login.clone()).await;
-        if r["status"] == 429 {
+    // One login per second on a connection: within one second, the first passes, the next two are
+    // refused.
+    for attempt in 1..=ATTEMPTS {
+        let second = next_second().await;
+        let mut answers = Vec::new();
+        for _ in 0..3 {
+            answers.push(c.call(login.clone()).await);
+        }
+        if !still(second) {
+            assert!(
+                attempt < ATTEMPTS,
+                "three logins never fitted in one second"
+            );
+            continue;
+        }
+        assert_eq!(answers[0]["status"], 200, "{}", answers[0]);
+        for r in &answers[1..] {
             assert_error(
-                &r,
+                r,
                 "api.process.too_many_logins_requests",
                 429,
                 "Rejected: Too many login attempts per second",
             );
-            limited += 1;
         }
+        break;
     }
-    assert!(limited >= 1);
     // Another connection has its own budget.
     let mut other = s.ws().await;
     let r = other.call(login).await;
@@ -1074,21 +1130,31 @@ async fn http_logins_are_limited_per_client_address() {
     let s = TestServer::start_with(|c| c.security.logins_per_second_per_ip = 3, vec![]).await;
     let mut c = s.ws().await;
     first_admin(&mut c).await;
-    let mut statuses = Vec::new();
-    for _ in 0..8 {
-        let r = login(&s, "admin", "wrong", "").await;
-        statuses.push(r["status"].as_u64().unwrap_or(0));
-        if r["status"] == 429 {
-            assert_error(&r, "api.process.too_many_logins_requests", 429, "");
+    // 3 per second get through to the password check: within one second, the first 3 of 8.
+    for attempt in 1..=ATTEMPTS {
+        let second = next_second().await;
+        let mut answers = Vec::new();
+        for _ in 0..8 {
+            answers.push(login(&s, "admin", "wrong", "").await);
         }
+        if !still(second) {
+            assert!(
+                attempt < ATTEMPTS,
+                "eight logins never fitted in one second"
+            );
+            continue;
+        }
+        for r in &answers[..3] {
+            assert_error(r, "plugin.strategy.missing_user", 401, "");
+        }
+        for r in &answers[3..] {
+            assert_error(r, "api.process.too_many_logins_requests", 429, "");
+        }
+        break;
     }
-    // At most 3 per second get through to the password check: over a 1-second boundary, 6.
-    let checked = statuses.iter().filter(|s| **s == 401).count();
-    assert!((3..=6).contains(&checked), "{statuses:?}");
-    assert!(statuses.contains(&429), "{statuses:?}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_first_admins_only_one_wins() {
     let s = TestServer::start().await;
     let mut tasks = Vec::new();
@@ -1163,37 +1229,63 @@ async fn http_login_limit_uses_forwarded_address_only_behind_a_trusted_proxy() {
         first.iter().all(|id| id == "plugin.strategy.missing_user"),
         "{first:?}"
     );
-    // The same client twice in a row (within a second, or the first of the next second) is limited at
-    // least once over three tries.
-    let again = [
-        attempt("203.0.113.9").await,
-        attempt("203.0.113.9").await,
-        attempt("203.0.113.9").await,
+    // The same client three times within one second: checked once, then limited.
+    let limited = [
+        json!("plugin.strategy.missing_user"),
+        json!("api.process.too_many_logins_requests"),
+        json!("api.process.too_many_logins_requests"),
     ];
-    assert!(
-        again.contains(&json!("api.process.too_many_logins_requests")),
-        "{again:?}"
-    );
+    for (n, client) in [
+        "203.0.113.9",
+        "203.0.113.10",
+        "203.0.113.11",
+        "203.0.113.12",
+        "203.0.113.13",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let second = next_second().await;
+        let again = [
+            attempt(client).await,
+            attempt(client).await,
+            attempt(client).await,
+        ];
+        if !still(second) {
+            assert!(n + 1 < ATTEMPTS, "three logins never fitted in one second");
+            continue;
+        }
+        assert_eq!(again, limited);
+        break;
+    }
 
     // Without trust, the header is ignored: every request counts against 127.0.0.1.
     let s = TestServer::start_with(|c| c.security.logins_per_second_per_ip = 1, vec![]).await;
-    let mut ids = Vec::new();
-    for client in ["203.0.113.1", "203.0.113.2", "203.0.113.3"] {
-        ids.push(
-            http_once(
-                s.addr,
-                "POST",
-                "/_login/local",
-                &[("X-Forwarded-For", client)],
-                body,
-            )
-            .await
-            .json()["error"]["id"]
-                .clone(),
-        );
+    for attempt in 1..=ATTEMPTS {
+        let second = next_second().await;
+        let mut ids = Vec::new();
+        for client in ["203.0.113.1", "203.0.113.2", "203.0.113.3"] {
+            ids.push(
+                http_once(
+                    s.addr,
+                    "POST",
+                    "/_login/local",
+                    &[("X-Forwarded-For", client)],
+                    body,
+                )
+                .await
+                .json()["error"]["id"]
+                    .clone(),
+            );
+        }
+        if !still(second) {
+            assert!(
+                attempt < ATTEMPTS,
+                "three logins never fitted in one second"
+            );
+            continue;
+        }
+        assert_eq!(ids, limited);
+        break;
     }
-    assert!(
-        ids.contains(&json!("api.process.too_many_logins_requests")),
-        "{ids:?}"
-    );
 }
