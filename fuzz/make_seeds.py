@@ -208,13 +208,13 @@ def http_seeds():
     write(
         t,
         "check-token-gzip",
-        http_input("POST", "/_checkToken", None, json_ct, layers=1,
+        http_input("POST", "/_checkToken", None, json_ct, layers=0xC1,
                    body='{"token":"' + SPEC_TOKEN + '"}'),
     )
     write(
         t,
         "collection-create-deflate-gzip",
-        http_input("PUT", "/nyc/taxi", "refresh=wait_for", json_ct, layers=1 | (2 << 2),
+        http_input("PUT", "/nyc/taxi", "refresh=wait_for", json_ct, layers=0xC0 | 1 | (2 << 2),
                    volatile='{"sdkName":"js@7.17.1"}', body='{"mappings":{}}'),
     )
     write(t, "index-exists", http_input("GET", "/nyc/_exists", "pretty", auth="bearer  tok "))
