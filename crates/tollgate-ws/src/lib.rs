@@ -305,8 +305,25 @@ where
     }
     drop(tx);
     drop(outbox);
-    let _ = writer.await;
+    // Lingering close: read and discard what the client still sends while the writer finishes,
+    // then a little longer. Closing a socket with unread bytes makes the kernel reset the
+    // connection, and the client would lose the frames still in flight, close frame included.
+    let mut writer = writer;
+    let drain = async { while let Some(Ok(_)) = stream.next().await {} };
+    tokio::pin!(drain);
+    let peer_closed = tokio::select! {
+        _ = &mut writer => false,
+        _ = &mut drain => true,
+    };
+    if peer_closed {
+        let _ = writer.await;
+    } else {
+        let _ = tokio::time::timeout(CLOSE_LINGER, drain).await;
+    }
 }
+
+/// How long a closing socket keeps reading (and discarding) after its last frame was written.
+const CLOSE_LINGER: Duration = Duration::from_secs(1);
 
 /// Resolves when a token is linked to the socket; never on a socket without token links.
 async fn token_linked(links: Option<Arc<tollgate_core::TokenLinks>>) {

@@ -392,14 +392,11 @@ async fn slow_reader_is_disconnected_with_1011() {
     assert_slow_reader_is_disconnected_with_1011().await;
 }
 
-/// Defect: when the server's reader runs beside the client (worker threads), requests the server
-/// never read are still in its socket's receive buffer when it closes the socket, so the kernel
-/// resets the connection (RST) instead of closing it: the client's reads fail with "connection
-/// reset" after a few hundred answers, and the 1011 close frame is lost. A lingering close (send
-/// the close frame, shut down writing, read and discard for a bounded time, then drop) would
-/// deliver it.
+/// With the server's reader running beside the client (worker threads), requests the server never
+/// read are still in its socket's receive buffer when it closes: the lingering close (read and
+/// discard until the peer is done, or for a bounded time) keeps the kernel from resetting the
+/// connection, so the client gets every answer written and the 1011 close frame.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "defect: the 1011 close frame is lost to a TCP reset when unread requests remain"]
 async fn slow_reader_is_disconnected_with_1011_on_worker_threads() {
     assert_slow_reader_is_disconnected_with_1011().await;
 }
