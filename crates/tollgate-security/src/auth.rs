@@ -141,9 +141,20 @@ impl AuthController {
             ));
         };
         let ttl_ms = (ttl != -1).then(|| u64::try_from(ttl).unwrap_or(0));
-        let (iat, exp, expires_at) = tokens::lifetime(now_ms(), ttl_ms);
-        let expires_at = expires_at.map_or(-1, |at| i64::try_from(at).unwrap_or(i64::MAX));
-        let jwt = tokens::issue(&self.secret, &kuid, iat, exp);
+        let (mut jwt, mut expires_at);
+        loop {
+            let (iat, exp, at) = tokens::lifetime(now_ms(), ttl_ms);
+            jwt = tokens::issue(&self.secret, &kuid, iat, exp);
+            expires_at = at.map_or(-1, |at| i64::try_from(at).unwrap_or(i64::MAX));
+            // A token is a function of (kuid, second of issue, lifetime): this exact token was
+            // revoked in this same second (a logout, a user deleted and created again). Issuing it
+            // again would revive it for whoever held it; the next second gives another token.
+            if !self.cache.is_revoked(&tokens::token_id(&jwt)) {
+                break;
+            }
+            let wait = 1000 - now_ms() % 1000;
+            tokio::time::sleep(std::time::Duration::from_millis(wait + 1)).await;
+        }
         let ops = vec![
             Op::Check {
                 kind: USER,
