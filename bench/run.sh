@@ -18,6 +18,9 @@
 #   BENCH_SEED         roles, profiles, users of the seeded cold start     ("1000 1000 10000")
 #   BENCH_SERVER_CPU / BENCH_CLIENT_CPU   cores for the server / the load (0 / 1)
 #   BENCH_SKIP_BUILD=1 use the binaries already in target/release
+#   BENCH_SOAK         seconds of a soak run (tollgate-soak: mixed HTTP and WebSocket load with
+#                      logins, reads and writes; RSS at start/middle/end) after the rest; opt-in (0)
+#   BENCH_SOAK_RATE    requests per second of the soak run                 (2000)
 #   BENCH_OUT          results directory                                   (target/bench-results)
 set -euo pipefail
 
@@ -45,7 +48,10 @@ if [[ "${BENCH_SKIP_BUILD:-0}" != 1 ]]; then
     log "building release binaries"
     cargo build --release -p tollgate-server -p tollgate-bench
 fi
-for b in tollgate tollgate-bench tollgate-ceiling tollgate-idle; do
+SOAK=${BENCH_SOAK:-0}
+TOOLS=(tollgate tollgate-bench tollgate-ceiling tollgate-idle)
+[[ $SOAK != 0 ]] && TOOLS+=(tollgate-soak)
+for b in "${TOOLS[@]}"; do
     [[ -x "$BIN/$b" ]] || { echo "bench: $BIN/$b is missing (build first)" >&2; exit 1; }
 done
 
@@ -372,6 +378,17 @@ def cmd_report(results):
         p(f"`tollgate`: {b['bytes'] / 2**20:.1f} MiB ({b['bytes']:,} bytes)"
           + (f"; stripped: {b['stripped_bytes'] / 2**20:.1f} MiB" if b.get("stripped_bytes") else ""))
         p("")
+    soak = next((r for r in rows if r.get("kind") == "soak" and not r.get("missing")), None)
+    if soak:
+        rss = soak.get("rss_kib", {})
+        mib = lambda v: "—" if v is None else f"{v / 1024:,.1f}"
+        p("### Soak")
+        p("")
+        p("| duration s | requests | unexpected errors | RSS start MiB | middle MiB | end MiB |")
+        p("| ---: | ---: | ---: | ---: | ---: | ---: |")
+        p(f"| {fmt(soak.get('duration_s'))} | {fmt(soak.get('requests'))} | {fmt(soak.get('unexpected_errors'))} | "
+          f"{mib(rss.get('start'))} | {mib(rss.get('middle'))} | {mib(rss.get('end'))} |")
+        p("")
     # The issue's targets.
     p("### Targets")
     p("")
@@ -593,6 +610,19 @@ if command -v strip >/dev/null && strip -o "$WORK/tollgate.stripped" "$BIN/tollg
     stripped=$(stat -c %s "$WORK/tollgate.stripped")
 fi
 printf '{"kind":"binary","bytes":%s,"stripped_bytes":%s}\n' "$size" "$stripped" >>"$RESULTS"
+
+# ---------------------------------------------------------------------------------------------------
+# 6. Soak (opt-in: BENCH_SOAK=<seconds>): mixed load on one server for that long; unexpected answers
+#    and the server's RSS over time.
+# ---------------------------------------------------------------------------------------------------
+if [[ $SOAK != 0 ]]; then
+    log "soak: $SOAK s of mixed HTTP and WebSocket load"
+    start_server tollgate
+    { "${CLIENT_PIN[@]}" "$BIN/tollgate-soak" --target "$ADDR" --pid "$SERVER_PID" \
+        --duration "$SOAK" --rate "${BENCH_SOAK_RATE:-2000}" || true; } |
+        py record "$RESULTS" kind=soak scenario=soak server=tollgate
+    stop_server
+fi
 
 # ---------------------------------------------------------------------------------------------------
 # Summary.

@@ -20,10 +20,9 @@ use clap::{Parser, ValueEnum};
 use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 use tokio_tungstenite::tungstenite::Message;
+use tollgate_bench::{http_connect, room, succeeded, template, with_request_id, ws_connect};
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq)]
 enum Protocol {
@@ -135,38 +134,8 @@ async fn wait_until(due: Instant) {
     }
 }
 
-fn template(request: &str, conn: usize) -> String {
-    request.replace("{conn}", &conn.to_string())
-}
-
-/// `{"requestId":"<id>",` + the rest of the template object.
-fn with_request_id(template: &str, id: &str) -> String {
-    let rest = template.trim_start().strip_prefix('{').unwrap_or(template);
-    let sep = if rest.trim_start().starts_with('}') {
-        ""
-    } else {
-        ","
-    };
-    format!(r#"{{"requestId":"{id}"{sep}{rest}"#)
-}
-
-/// The `room` of a WebSocket answer (it is always the last key).
-fn room(text: &str) -> Option<&str> {
-    let start = text.rfind(r#""room":""#)? + 8;
-    let end = text[start..].find('"')? + start;
-    Some(&text[start..end])
-}
-
-fn succeeded(text: &str) -> bool {
-    text.contains(r#""status":200"#)
-}
-
 async fn ws_connection(args: Arc<Args>, conn: usize, clock: Arc<Clock>) -> Result<Stats, String> {
-    let url = format!("ws://{}/", args.target);
-    let (ws, _) = tokio_tungstenite::connect_async(url.as_str())
-        .await
-        .map_err(|e| e.to_string())?;
-    let (mut tx, mut rx) = ws.split();
+    let (mut tx, mut rx) = ws_connect(args.target).await?.split();
     let request = template(&args.request, conn);
     let mut stats = Stats::new();
     if let Some(setup) = &args.setup {
@@ -259,14 +228,7 @@ async fn ws_connection(args: Arc<Args>, conn: usize, clock: Arc<Clock>) -> Resul
 }
 
 async fn http_connection(args: Arc<Args>, conn: usize, clock: Arc<Clock>) -> Result<Stats, String> {
-    let stream = TcpStream::connect(args.target)
-        .await
-        .map_err(|e| e.to_string())?;
-    let _ = stream.set_nodelay(true);
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(connection);
+    let mut sender = http_connect(args.target).await?;
     let path = template(&args.path, conn);
     let body = Bytes::from(template(&args.body, conn));
     let mut stats = Stats::new();
@@ -387,20 +349,4 @@ async fn main() {
             "max_ms": h.max() as f64 / 1000.0,
         })
     );
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn request_ids_and_rooms() {
-        assert_eq!(
-            with_request_id(r#"{"controller":"a"}"#, "1-2"),
-            r#"{"requestId":"1-2","controller":"a"}"#
-        );
-        assert_eq!(with_request_id("{}", "x"), r#"{"requestId":"x"}"#);
-        assert_eq!(room(r#"{"a":1,"room":"7-9"}"#), Some("7-9"));
-        assert_eq!(template(r#"{"_id":"p-{conn}"}"#, 3), r#"{"_id":"p-3"}"#);
-    }
 }
