@@ -53,6 +53,16 @@ async fn start_of_window(window_ms: u64) {
     }
 }
 
+/// Waits, if needed, so that at least `room_ms` remain in the current window of `window_ms`;
+/// returns the window's number.
+async fn room_in_window(window_ms: u64, room_ms: u64) -> u64 {
+    let now = now_ms();
+    if window_ms - now % window_ms < room_ms {
+        wait_until_ms(now - now % window_ms + window_ms + 5).await;
+    }
+    now_ms() / window_ms
+}
+
 /// Whether the server closes `stream` (EOF or reset) within `within`, reading and discarding.
 async fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
     let mut buf = [0u8; 1024];
@@ -354,7 +364,8 @@ async fn failed_logins_lock_the_address_out_for_the_minute() {
     .await;
     let mut c = s.ws().await;
     first_admin(&mut c).await;
-    start_of_window(60_000).await;
+    // The failures are counted per minute: the whole scenario runs within one.
+    let minute = room_in_window(60_000, 5_000).await;
     for _ in 0..3 {
         let r = c.call(ws_login("wrong", json!({}))).await;
         assert_eq!(r["error"]["id"], "plugin.strategy.missing_user", "{r}");
@@ -368,6 +379,11 @@ async fn failed_logins_lock_the_address_out_for_the_minute() {
     let body = json!({"username":"admin","password":"admin-pw"}).to_string();
     let r = http_once(s.addr, "POST", "/_login/local", &[], body.as_bytes()).await;
     assert_eq!(r.status, 429, "{}", r.text());
+    assert_eq!(
+        now_ms() / 60_000,
+        minute,
+        "the scenario straddled two minutes"
+    );
 }
 
 #[tokio::test]
@@ -382,7 +398,7 @@ async fn refused_tokens_count_as_failed_authentications() {
         .call(json!({"controller":"auth","action":"logout","jwt":jwt}))
         .await;
     assert_eq!(r["status"], 200, "{r}");
-    start_of_window(60_000).await;
+    let minute = room_in_window(60_000, 5_000).await;
     let mut ids = Vec::new();
     for _ in 0..3 {
         let r = c
@@ -397,6 +413,11 @@ async fn refused_tokens_count_as_failed_authentications() {
             "security.token.invalid",
             "api.process.too_many_logins_requests"
         ]
+    );
+    assert_eq!(
+        now_ms() / 60_000,
+        minute,
+        "the scenario straddled two minutes"
     );
     // A request without a token is not locked out: it goes on to the rights check, as anonymous.
     let r = c.call(json!({"controller":"server","action":"now"})).await;
