@@ -2,6 +2,7 @@
 //! benchmarking the protocol path apart from the disk.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
@@ -25,6 +26,14 @@ struct State {
 pub struct MemoryStore {
     state: Mutex<State>,
     feed: broadcast::Sender<Arc<Change>>,
+    reads: Reads,
+}
+
+/// How many reads a [`MemoryStore`] served, by kind of read (for tests of what reaches the store).
+#[derive(Debug, Default)]
+pub struct Reads {
+    pub get: AtomicU64,
+    pub snapshot: AtomicU64,
 }
 
 impl std::fmt::Debug for MemoryStore {
@@ -44,7 +53,13 @@ impl MemoryStore {
         Self {
             state: Mutex::new(State::default()),
             feed: broadcast::channel(crate::sqlite::FEED_CAPACITY).0,
+            reads: Reads::default(),
         }
+    }
+
+    /// The reads served so far.
+    pub fn reads(&self) -> &Reads {
+        &self.reads
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -61,6 +76,7 @@ fn key(kind: &str, id: &str) -> (String, String) {
 #[async_trait]
 impl Store for MemoryStore {
     async fn get(&self, kind: Kind, id: &str) -> Result<Option<Doc>, StoreError> {
+        self.reads.get.fetch_add(1, Ordering::Relaxed);
         let state = self.lock();
         Ok(state.docs.get(&key(kind, id)).map(|(v, body)| Doc {
             id: id.to_owned(),
@@ -169,6 +185,7 @@ impl Store for MemoryStore {
     }
 
     async fn snapshot(&self, kinds: &[Kind]) -> Result<Snapshot, StoreError> {
+        self.reads.snapshot.fetch_add(1, Ordering::Relaxed);
         let state = self.lock();
         let docs = state
             .docs
