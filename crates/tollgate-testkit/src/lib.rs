@@ -2,16 +2,21 @@
 //! client that shows the exact bytes a client receives, and a WebSocket client.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use async_trait::async_trait;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
+use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-use tollgate_core::Controller;
+use tollgate_core::{ActionDef, Context, Controller, route};
+use tollgate_protocol::{KuzzleError, Request};
 use tollgate_server::{Config, Extensions, Server};
 
 /// The node id every test server reports.
@@ -381,5 +386,96 @@ where
             "still not the case after {TIMEOUT:?}: {what}"
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// `test:hold` (`GET /_test/hold`): holds every request until the test releases them, and records
+/// the request ids in the order they entered the action.
+pub struct Hold {
+    entered: watch::Sender<usize>,
+    released: watch::Sender<bool>,
+    order: Mutex<Vec<String>>,
+}
+
+impl Hold {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self {
+            entered: watch::Sender::new(0),
+            released: watch::Sender::new(false),
+            order: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Waits until `n` requests have entered the action.
+    pub async fn entered(&self, n: usize) {
+        let mut entered = self.entered.subscribe();
+        let reached = tokio::time::timeout(TIMEOUT, entered.wait_for(|e| *e >= n)).await;
+        assert!(
+            matches!(reached, Ok(Ok(_))),
+            "{n} requests did not reach test:hold within {TIMEOUT:?} ({} did)",
+            *self.entered.borrow()
+        );
+    }
+
+    /// Lets every held request, and every later one, finish.
+    pub fn release(&self) {
+        self.released.send_replace(true);
+    }
+
+    /// The controller list to pass to [`TestServer::start_with`].
+    pub fn controller(self: &Arc<Self>) -> Vec<Arc<dyn Controller>> {
+        vec![Arc::clone(self) as Arc<dyn Controller>]
+    }
+
+    /// The request ids, in the order they entered.
+    pub fn order(&self) -> Vec<String> {
+        self.order.lock().map(|o| o.clone()).unwrap_or_default()
+    }
+}
+
+#[async_trait]
+impl Controller for Hold {
+    fn name(&self) -> &'static str {
+        "test"
+    }
+    fn actions(&self) -> Vec<ActionDef> {
+        vec![ActionDef::new("hold", &[route("GET", "/_test/hold")])]
+    }
+    async fn call(
+        &self,
+        _action: &str,
+        req: &Request,
+        _ctx: &Context,
+    ) -> Result<Value, KuzzleError> {
+        let mut released = self.released.subscribe();
+        if let Ok(mut order) = self.order.lock() {
+            order.push(req.request_id.clone());
+        }
+        self.entered.send_modify(|n| *n += 1);
+        let _ = released.wait_for(|r| *r).await;
+        Ok(json!({"held": req.request_id}))
+    }
+}
+
+/// Waits until the server refuses new TCP connections: its shutdown has started.
+pub async fn wait_refusing_connections(addr: SocketAddr) {
+    wait_until("the server refuses new connections", || async move {
+        TcpStream::connect(addr).await.is_err()
+    })
+    .await;
+}
+
+/// The text frames of `ws` up to its close frame, and the close code (`None`: no close frame).
+pub async fn frames_until_close(ws: &mut WsClient) -> (Vec<Value>, Option<CloseCode>) {
+    let mut frames = Vec::new();
+    loop {
+        match ws.next().await {
+            Some(Message::Close(frame)) => return (frames, frame.map(|f| f.code)),
+            Some(Message::Text(t)) => {
+                frames.push(serde_json::from_str(&t).unwrap_or_else(|e| panic!("{e}: {t}")));
+            }
+            Some(_) => continue,
+            None => return (frames, None),
+        }
     }
 }

@@ -1,95 +1,11 @@
 //! Start, shutdown and the binary's configuration handling.
 
-use std::sync::Arc;
-
-use async_trait::async_trait;
 use serde_json::{Value, json};
-use tokio::sync::watch;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tollgate_core::{ActionDef, Context, Controller, route};
-use tollgate_protocol::{KuzzleError, Request};
-use tollgate_testkit::{HttpConn, TIMEOUT, TestServer, WsClient, http_once, wait_until};
-
-/// A controller whose action `test:hold` (`GET /_test/hold`) holds each request until the test
-/// releases them all, and tells the test how many it has entered: requests in flight for as long
-/// as a test needs, with no guess at how long that is.
-struct Hold {
-    entered: watch::Sender<usize>,
-    released: watch::Sender<bool>,
-}
-
-impl Hold {
-    fn new() -> Arc<Self> {
-        Arc::new(Self {
-            entered: watch::Sender::new(0),
-            released: watch::Sender::new(false),
-        })
-    }
-
-    /// Waits until `n` requests have entered the action.
-    async fn entered(&self, n: usize) {
-        let mut entered = self.entered.subscribe();
-        let reached = tokio::time::timeout(TIMEOUT, entered.wait_for(|e| *e >= n)).await;
-        assert!(
-            matches!(reached, Ok(Ok(_))),
-            "{n} requests did not reach test:hold within {TIMEOUT:?}"
-        );
-    }
-
-    /// Lets every held request, and every later one, finish.
-    fn release(&self) {
-        self.released.send_replace(true);
-    }
-
-    fn controller(self: &Arc<Self>) -> Vec<Arc<dyn Controller>> {
-        vec![Arc::clone(self) as Arc<dyn Controller>]
-    }
-}
-
-#[async_trait]
-impl Controller for Hold {
-    fn name(&self) -> &'static str {
-        "test"
-    }
-    fn actions(&self) -> Vec<ActionDef> {
-        vec![ActionDef::new("hold", &[route("GET", "/_test/hold")])]
-    }
-    async fn call(
-        &self,
-        _action: &str,
-        _req: &Request,
-        _ctx: &Context,
-    ) -> Result<Value, KuzzleError> {
-        let mut released = self.released.subscribe();
-        self.entered.send_modify(|n| *n += 1);
-        let _ = released.wait_for(|r| *r).await;
-        Ok(json!({"held": true}))
-    }
-}
-
-/// Waits until the server refuses new TCP connections: its shutdown has started.
-async fn wait_refusing_connections(addr: std::net::SocketAddr) {
-    wait_until("the server refuses new connections", || async move {
-        tokio::net::TcpStream::connect(addr).await.is_err()
-    })
-    .await;
-}
-
-/// The frames of `ws` up to its close frame; the close code (`None` without a close frame).
-async fn frames_until_close(ws: &mut WsClient) -> (Vec<Value>, Option<CloseCode>) {
-    let mut frames = Vec::new();
-    loop {
-        match ws.next().await {
-            Some(Message::Close(frame)) => return (frames, frame.map(|f| f.code)),
-            Some(Message::Text(t)) => {
-                frames.push(serde_json::from_str(&t).unwrap_or_else(|e| panic!("{e}: {t}")));
-            }
-            Some(_) => continue,
-            None => return (frames, None),
-        }
-    }
-}
+use tollgate_testkit::{
+    Hold, HttpConn, TestServer, frames_until_close, http_once, wait_refusing_connections,
+    wait_until,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_shutdown_lets_in_flight_requests_finish() {
@@ -114,9 +30,9 @@ async fn graceful_shutdown_lets_in_flight_requests_finish() {
     hold.release();
     let r = ws.recv_json().await;
     assert_eq!(r["requestId"], "held-ws");
-    assert_eq!(r["result"], json!({"held": true}));
+    assert_eq!(r["result"], json!({"held": "held-ws"}));
     let r = http.await.map(|r| r.json()).unwrap_or_default();
-    assert_eq!(r["result"], json!({"held": true}));
+    assert_eq!(r["result"], json!({"held": r["requestId"]}));
     // ...then the socket gets a close frame.
     let (frames, close) = frames_until_close(&mut ws).await;
     assert_eq!(frames, Vec::<Value>::new());

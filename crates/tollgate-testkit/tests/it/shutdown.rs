@@ -8,99 +8,17 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use async_trait::async_trait;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tollgate_core::{ActionDef, Context, Controller, route};
-use tollgate_protocol::{KuzzleError, Request};
-use tollgate_testkit::{HttpConn, TIMEOUT, TestServer, WsClient, http_once, wait_until};
-
-/// `test:hold` (`GET /_test/hold`): holds every request until the test releases them, and records
-/// the request ids in the order they entered the action.
-struct Hold {
-    entered: watch::Sender<usize>,
-    released: watch::Sender<bool>,
-    order: Mutex<Vec<String>>,
-}
-
-impl Hold {
-    fn new() -> Arc<Self> {
-        Arc::new(Self {
-            entered: watch::Sender::new(0),
-            released: watch::Sender::new(false),
-            order: Mutex::new(Vec::new()),
-        })
-    }
-
-    async fn entered(&self, n: usize) {
-        let mut entered = self.entered.subscribe();
-        let reached = tokio::time::timeout(TIMEOUT, entered.wait_for(|e| *e >= n)).await;
-        assert!(
-            matches!(reached, Ok(Ok(_))),
-            "{n} requests did not reach test:hold within {TIMEOUT:?} ({} did)",
-            *self.entered.borrow()
-        );
-    }
-
-    fn release(&self) {
-        self.released.send_replace(true);
-    }
-
-    fn order(&self) -> Vec<String> {
-        self.order.lock().map(|o| o.clone()).unwrap_or_default()
-    }
-}
-
-#[async_trait]
-impl Controller for Hold {
-    fn name(&self) -> &'static str {
-        "test"
-    }
-    fn actions(&self) -> Vec<ActionDef> {
-        vec![ActionDef::new("hold", &[route("GET", "/_test/hold")])]
-    }
-    async fn call(
-        &self,
-        _action: &str,
-        req: &Request,
-        _ctx: &Context,
-    ) -> Result<Value, KuzzleError> {
-        let mut released = self.released.subscribe();
-        if let Ok(mut order) = self.order.lock() {
-            order.push(req.request_id.clone());
-        }
-        self.entered.send_modify(|n| *n += 1);
-        let _ = released.wait_for(|r| *r).await;
-        Ok(json!({"held": req.request_id}))
-    }
-}
-
-async fn wait_refusing_connections(addr: SocketAddr) {
-    wait_until("the server refuses new connections", || async move {
-        TcpStream::connect(addr).await.is_err()
-    })
-    .await;
-}
-
-/// The text frames of `ws` up to its close frame, and the close code (`None`: no close frame).
-async fn frames_until_close(ws: &mut WsClient) -> (Vec<Value>, Option<CloseCode>) {
-    let mut frames = Vec::new();
-    loop {
-        match ws.next().await {
-            Some(Message::Close(frame)) => return (frames, frame.map(|f| f.code)),
-            Some(Message::Text(t)) => {
-                frames.push(serde_json::from_str(&t).unwrap_or_else(|e| panic!("{e}: {t}")));
-            }
-            Some(_) => continue,
-            None => return (frames, None),
-        }
-    }
-}
+use tollgate_core::Controller;
+use tollgate_testkit::{
+    Hold, HttpConn, TIMEOUT, TestServer, frames_until_close, http_once, wait_refusing_connections,
+    wait_until,
+};
 
 #[track_caller]
 fn assert_shutting_down(r: &Value) {
