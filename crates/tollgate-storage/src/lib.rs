@@ -8,10 +8,12 @@
 //!   node can keep caches current from the store rather than from its own writes: callers never assume
 //!   they are the only writer.
 //!
-//! Backends: [`sqlite::SqliteStore`] (embedded, durable, the default) and [`memory::MemoryStore`]
-//! (tests and benchmarks of the protocol path).
+//! Backends: [`sqlite::SqliteStore`] (embedded, durable, the default), [`postgres::PostgresStore`]
+//! (one database shared by several nodes) and [`memory::MemoryStore`] (tests and benchmarks of the
+//! protocol path).
 
 pub mod memory;
+pub mod postgres;
 pub mod sqlite;
 
 use std::sync::Arc;
