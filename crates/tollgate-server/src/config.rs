@@ -35,6 +35,50 @@ pub struct Cli {
     /// Log filter, e.g. `info` or `tollgate=debug` (tracing-subscriber syntax).
     #[arg(long, env = "TOLLGATE_LOG")]
     pub log_level: Option<String>,
+    /// Storage engine: `sqlite`, `postgresql` or `memory`.
+    #[arg(long, env = "TOLLGATE_STORAGE_ENGINE", value_name = "ENGINE")]
+    pub storage_engine: Option<String>,
+    /// PostgreSQL URL (`postgres://user:password@host:port/dbname`) of `storage.engine =
+    /// "postgresql"`. Prefer the environment variable or the file to this flag: other users of the
+    /// machine can see a process's arguments.
+    #[arg(
+        long,
+        env = "TOLLGATE_STORAGE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub storage_url: Option<DatabaseUrl>,
+}
+
+/// A database URL. Its `Debug` form hides the password, so a logged configuration never shows it.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    /// The URL itself, password included: for connecting only, never for messages.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", tollgate_storage::postgres::redact_url(&self.0))
+    }
+}
+
+impl std::str::FromStr for DatabaseUrl {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
+}
+
+impl From<&str> for DatabaseUrl {
+    fn from(s: &str) -> Self {
+        Self(s.to_owned())
+    }
 }
 
 /// The whole configuration, as read from the TOML file.
@@ -97,10 +141,13 @@ impl Default for SecuritySection {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct StorageSection {
-    /// `sqlite` (durable, in `server.data_dir`) or `memory` (nothing survives a restart).
+    /// `sqlite` (durable, in `server.data_dir`), `postgresql` (a database shared by several nodes,
+    /// at `url`) or `memory` (nothing survives a restart).
     pub engine: String,
     /// SQLite only: `full` (every commit is fsynced, the default) or `off` (benchmarks only).
     pub synchronous: String,
+    /// PostgreSQL only, and required by it: `postgres://user:password@host:port/dbname`.
+    pub url: Option<DatabaseUrl>,
 }
 
 impl Default for StorageSection {
@@ -108,6 +155,7 @@ impl Default for StorageSection {
         Self {
             engine: "sqlite".to_owned(),
             synchronous: "full".to_owned(),
+            url: None,
         }
     }
 }
@@ -301,6 +349,12 @@ impl Config {
         if let Some(level) = &cli.log_level {
             config.log.level.clone_from(level);
         }
+        if let Some(engine) = &cli.storage_engine {
+            config.storage.engine.clone_from(engine);
+        }
+        if let Some(url) = &cli.storage_url {
+            config.storage.url = Some(url.clone());
+        }
         Ok(config)
     }
 
@@ -393,11 +447,43 @@ impl Config {
         if self.limits.concurrent_requests == 0 {
             return bad("limits.concurrent_requests must be at least 1".into());
         }
-        if !matches!(self.storage.engine.as_str(), "sqlite" | "memory") {
+        if !matches!(
+            self.storage.engine.as_str(),
+            "sqlite" | "postgresql" | "memory"
+        ) {
             return bad(format!(
-                "storage.engine must be \"sqlite\" or \"memory\", not {:?}",
+                "storage.engine must be \"sqlite\", \"postgresql\" or \"memory\", not {:?}",
                 self.storage.engine
             ));
+        }
+        let url = self
+            .storage
+            .url
+            .as_ref()
+            .map(DatabaseUrl::expose)
+            .filter(|url| !url.is_empty());
+        match (self.storage.engine.as_str(), url) {
+            ("postgresql", None) => {
+                return bad(
+                    "storage.url is required with storage.engine = \"postgresql\" \
+                     (or TOLLGATE_STORAGE_URL, or --storage-url)"
+                        .into(),
+                );
+            }
+            ("postgresql", Some(url)) => {
+                if let Err(e) = tollgate_storage::postgres::parse_url(url) {
+                    return bad(format!("storage.url: {e}"));
+                }
+            }
+            // A URL for another engine is a mistake that would otherwise go unnoticed: this node
+            // would keep its data to itself.
+            (engine, Some(_)) => {
+                return bad(format!(
+                    "storage.url is set but storage.engine is {engine:?}; \
+                     set storage.engine = \"postgresql\" to use it"
+                ));
+            }
+            (_, None) => {}
         }
         if !matches!(self.storage.synchronous.as_str(), "full" | "off") {
             return bad(format!(
@@ -515,6 +601,66 @@ mod tests {
         let merged = Config::load(&cli).unwrap_or_default();
         assert_eq!(merged.server.listen, "127.0.0.1:2");
         assert_eq!(merged.server.data_dir, PathBuf::from("/tmp/x"));
+    }
+
+    #[test]
+    fn postgresql_needs_a_usable_url_that_never_shows_its_password() {
+        let c = Config::from_toml("[storage]\nengine = \"postgresql\"\n").unwrap_or_default();
+        let e = c
+            .validate()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("storage.url is required"), "{e}");
+        let url = "postgres://tollgate:s3cret@db.example:5432/tollgate";
+        let c = Config::from_toml(&format!(
+            "[storage]\nengine = \"postgresql\"\nurl = \"{url}\"\n"
+        ))
+        .unwrap_or_default();
+        assert_eq!(c.storage.url.as_ref().map(DatabaseUrl::expose), Some(url));
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("s3cret") && shown.contains("tollgate:***@db.example"));
+        assert!(c.validate().is_ok());
+        for (toml, wanted) in [
+            (
+                "engine = \"postgresql\"\nurl = \"postgres://u@h/d?sslmode=require\"",
+                "TLS",
+            ),
+            (
+                "engine = \"postgresql\"\nurl = \"postgres://u:pw@h/d?bogus=1\"",
+                "storage.url",
+            ),
+            ("url = \"postgres://u@h/d\"", "storage.engine is \"sqlite\""),
+            ("engine = \"postgres\"", "storage.engine must be"),
+        ] {
+            let c = Config::from_toml(&format!("[storage]\n{toml}\n")).unwrap_or_default();
+            let e = c
+                .validate()
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(e.contains(wanted) && !e.contains("pw"), "{toml}: {e}");
+        }
+    }
+
+    #[test]
+    fn storage_flags_override_the_file() {
+        let cli = Cli::try_parse_from([
+            "tollgate",
+            "--storage-engine",
+            "postgresql",
+            "--storage-url",
+            "postgres://u:pw@127.0.0.1:5432/tollgate",
+        ])
+        .unwrap_or_default();
+        assert!(!format!("{cli:?}").contains("pw"));
+        let c = Config::load(&cli).unwrap_or_default();
+        assert_eq!(c.storage.engine, "postgresql");
+        assert_eq!(
+            c.storage.url.as_ref().map(DatabaseUrl::expose),
+            Some("postgres://u:pw@127.0.0.1:5432/tollgate")
+        );
+        assert!(c.validate().is_ok());
     }
 
     #[test]

@@ -26,6 +26,7 @@ use tollgate_security::{
     SecurityController, SecurityGate, TokenConfig,
 };
 use tollgate_storage::memory::MemoryStore;
+use tollgate_storage::postgres::PostgresStore;
 use tollgate_storage::sqlite::{Durability, SqliteStore};
 use tollgate_storage::{Expect, Op, Store};
 use tollgate_ws::{WsConfig, WsFrontend};
@@ -97,9 +98,15 @@ impl HealthProbe for StoreProbe {
 }
 
 /// Opens the configured store.
-fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
+async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
     Ok(match config.storage.engine.as_str() {
         "memory" => Arc::new(MemoryStore::new()),
+        "postgresql" => {
+            // Validation made sure there is a usable URL. It is never logged: the store logs the
+            // host, port, database and user it connected to.
+            let url = config.storage.url.as_ref().map_or("", |u| u.expose());
+            Arc::new(PostgresStore::open(url).await?)
+        }
         _ => {
             let durability = if config.storage.synchronous == "off" {
                 Durability::Off
@@ -134,7 +141,7 @@ impl Server {
         );
         let shutdown = Shutdown::new();
 
-        let store = open_store(&config)?;
+        let store = open_store(&config).await?;
         tollgate_security::bootstrap(store.as_ref()).await?;
         let cache = SecurityCache::start(Arc::clone(&store)).await?;
         let catalog = Catalog::new(Arc::clone(&store));
