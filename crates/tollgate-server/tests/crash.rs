@@ -82,6 +82,14 @@ impl Node {
     }
 }
 
+/// A failing assertion must not leave a server running: the process is killed with its `Node`.
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn tail(logs: &Mutex<VecDeque<String>>) -> String {
     logs.lock()
         .map(|l| l.iter().cloned().collect::<Vec<_>>().join("\n"))
@@ -563,8 +571,7 @@ async fn update_profile_acknowledged_writes_survive_sigkill() {
             "{context}: some acknowledged writes are not proven present"
         );
     }
-    let _ = node.child.kill();
-    let _ = node.child.wait();
+    drop(node);
     eprintln!(
         "crash: {cycles} cycles, {acknowledged} writes acknowledged, {verified} verified after a \
          restart ({exact} times the current version was an acknowledged one and matched byte for \
