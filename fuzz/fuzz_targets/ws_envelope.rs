@@ -1,20 +1,30 @@
-//! A WebSocket text frame's payload → envelope, as `tollgate-ws` decodes a message: UTF-8, JSON,
-//! the `{"p":1}` heartbeat, then `Request::from_json` with no imposed request id. A construction
-//! failure is answered as a bare error; a request gets its getters exercised and its envelopes
-//! serialized.
+//! A WebSocket text frame's payload → envelope, as `tollgate-ws` decodes a message: UTF-8 and JSON
+//! (a failure is answered as `network.websocket.unexpected_error`), the `{"p":1}` heartbeat, then
+//! `Request::from_json` with no imposed request id. A construction failure is answered as a bare
+//! error; a request gets its getters exercised and its envelopes serialized.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Value, json};
 use tollgate_fuzz::{check_error, exercise_request, serialize};
-use tollgate_protocol::{Request, Response};
+use tollgate_protocol::errors::NETWORK_WEBSOCKET_UNEXPECTED_ERROR;
+use tollgate_protocol::{KuzzleError, Request, Response};
 
 fuzz_target!(|payload: &[u8]| {
-    let Ok(text) = std::str::from_utf8(payload) else {
-        return;
-    };
-    let Ok(value) = serde_json::from_str::<Value>(text) else {
-        return;
+    let parsed = std::str::from_utf8(payload)
+        .map_err(|e| format!("invalid UTF-8: {e}"))
+        .and_then(|text| serde_json::from_str::<Value>(text).map_err(|e| e.to_string()));
+    let value = match parsed {
+        Ok(value) => value,
+        Err(reason) => {
+            // Answered as `network.websocket.unexpected_error` with the reason.
+            let e = KuzzleError::new(
+                &NETWORK_WEBSOCKET_UNEXPECTED_ERROR,
+                vec![Value::String(reason)],
+            );
+            check_error(&e);
+            return serialize(&Response::bare_failure("req-fuzz".to_owned(), e));
+        }
     };
     if let Value::Object(map) = &value
         && map.len() == 1
