@@ -7,12 +7,16 @@
 //!   [`Op::KindUnchanged`]) and `tollgate_schema_migrations` (the migrations applied). Migrations run
 //!   in one transaction under a transaction-level advisory lock, so nodes starting at once are safe.
 //! - **Writes.** Concurrent `commit` calls of this process are queued to one writer task, which
-//!   applies every waiting batch in one transaction, each inside its own savepoint (a batch's
-//!   conflict does not affect the others), with one `COMMIT` per group. The transaction first takes
-//!   a transaction-level advisory lock (`pg_advisory_xact_lock`) shared by every node of the store,
-//!   then reads the last sequence number: writers of all nodes are serialized, so sequence numbers
-//!   are assigned in commit order and every reader sees them without gaps. Expectations are
-//!   evaluated against the state before each batch ([`crate::check_batch`]).
+//!   applies every waiting batch (at most 64) in one transaction, with one `COMMIT` per group. The
+//!   transaction first takes a transaction-level advisory lock (`pg_advisory_xact_lock`) shared by
+//!   every node of the store, then reads the last sequence number: writers of all nodes are
+//!   serialized, so sequence numbers are assigned in commit order and every reader sees them without
+//!   gaps. It reads the state of every document and kind the group names, then checks each batch's
+//!   expectations against the state before it (the earlier batches of the group included,
+//!   [`crate::check_batch`]) in memory: a batch that conflicts sends nothing and does not affect the
+//!   others. Each batch that writes does so in one statement inside its own savepoint. The whole
+//!   group costs two round trips: the lock and the reads, then every write, the `NOTIFY` and the
+//!   `COMMIT`, pipelined.
 //! - **The change feed.** One publisher task per store reads the change log in order from the last
 //!   sequence number it published and sends each change on the feed. It is woken by this process's
 //!   commits (whose changes it publishes as they were written when they come next), by `NOTIFY`
@@ -27,9 +31,11 @@
 //! - No TLS for now: connections are made without it (`sslmode=require` is refused).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::pin::Pin;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -54,8 +60,10 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// The publisher reads the change log at least this often, whatever the notifications.
 const POLL: Duration = Duration::from_secs(1);
-/// Batches grouped into one transaction at most.
-const MAX_GROUP: usize = 256;
+/// Batches grouped into one transaction at most. Each batch that writes is a subtransaction (its
+/// savepoint); past 64 in one transaction PostgreSQL's per-backend subtransaction cache overflows,
+/// which slows every concurrent snapshot on the server, so groups stay within it.
+const MAX_GROUP: usize = 64;
 /// Changes the publisher reads from the log at once.
 const PAGE: usize = 1000;
 /// Group commits between two prunings of the change log.
@@ -110,19 +118,27 @@ const SQL_LOG: &str = "SELECT c.seq, c.kind, c.id, d.version, d.body FROM tollga
      LEFT JOIN tollgate_docs d ON d.kind = c.kind AND d.id = c.id
      WHERE c.seq > $1 ORDER BY c.seq LIMIT $2";
 const SQL_LOCK: &str = "SELECT pg_advisory_xact_lock($1, hashtext($2))";
-const SQL_VERSIONS: &str = "SELECT d.kind, d.id, d.version FROM tollgate_docs d
-     JOIN unnest($1::text[], $2::text[]) AS k(kind, id) ON d.kind = k.kind AND d.id = k.id";
+const SQL_VERSIONS: &str = "SELECT k.n, d.version FROM tollgate_docs d
+     JOIN unnest($1::text[], $2::text[]) WITH ORDINALITY AS k(kind, id, n)
+     ON d.kind = k.kind AND d.id = k.id";
 const SQL_KINDS: &str = "SELECT kind, seq FROM tollgate_kind_changes WHERE kind = ANY($1)";
-const SQL_UPSERT: &str = "INSERT INTO tollgate_docs (kind, id, version, body)
-     SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[])
-     ON CONFLICT (kind, id) DO UPDATE SET version = excluded.version, body = excluded.body";
-const SQL_DELETE: &str = "DELETE FROM tollgate_docs d
-     USING unnest($1::text[], $2::text[]) AS k(kind, id) WHERE d.kind = k.kind AND d.id = k.id";
-const SQL_LOG_INSERT: &str = "INSERT INTO tollgate_changes (seq, kind, id, version, deleted)
-     SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::bool[])";
-const SQL_KIND_UPSERT: &str = "INSERT INTO tollgate_kind_changes (kind, seq)
-     SELECT * FROM unnest($1::text[], $2::bigint[])
-     ON CONFLICT (kind) DO UPDATE SET seq = excluded.seq";
+// Every write of one batch in one statement (data-modifying CTEs all run; the documents upserted
+// and deleted are distinct).
+const SQL_WRITE: &str = "WITH up AS (
+        INSERT INTO tollgate_docs (kind, id, version, body)
+        SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[])
+        ON CONFLICT (kind, id) DO UPDATE SET version = excluded.version, body = excluded.body
+     ), del AS (
+        DELETE FROM tollgate_docs d USING unnest($5::text[], $6::text[]) AS k(kind, id)
+        WHERE d.kind = k.kind AND d.id = k.id
+     ), log AS (
+        INSERT INTO tollgate_changes (seq, kind, id, version, deleted)
+        SELECT * FROM unnest($7::bigint[], $8::text[], $9::text[], $10::bigint[], $11::bool[])
+     ), kinds AS (
+        INSERT INTO tollgate_kind_changes (kind, seq)
+        SELECT * FROM unnest($12::text[], $13::bigint[])
+        ON CONFLICT (kind) DO UPDATE SET seq = excluded.seq
+     ) SELECT 1";
 const SQL_NOTIFY: &str = "SELECT pg_notify($1, $2)";
 const SQL_PRUNE: &str = "DELETE FROM tollgate_changes WHERE seq <= $1";
 
@@ -746,28 +762,59 @@ async fn prune(inner: &Inner, last: u64) {
 
 /// The prepared statements of a group commit (cached per connection).
 struct Statements {
+    lock: tokio_postgres::Statement,
+    last_seq: tokio_postgres::Statement,
     versions: tokio_postgres::Statement,
     kinds: tokio_postgres::Statement,
-    upsert: tokio_postgres::Statement,
-    delete: tokio_postgres::Statement,
-    log: tokio_postgres::Statement,
-    kind_upsert: tokio_postgres::Statement,
+    write: tokio_postgres::Statement,
+    notify: tokio_postgres::Statement,
 }
 
 impl Statements {
     async fn prepare(c: &deadpool_postgres::ClientWrapper) -> Result<Self, StoreError> {
         Ok(Self {
+            lock: c.prepare_cached(SQL_LOCK).await.map_err(pg)?,
+            last_seq: c.prepare_cached(SQL_LAST_SEQ).await.map_err(pg)?,
             versions: c.prepare_cached(SQL_VERSIONS).await.map_err(pg)?,
             kinds: c.prepare_cached(SQL_KINDS).await.map_err(pg)?,
-            upsert: c.prepare_cached(SQL_UPSERT).await.map_err(pg)?,
-            delete: c.prepare_cached(SQL_DELETE).await.map_err(pg)?,
-            log: c.prepare_cached(SQL_LOG_INSERT).await.map_err(pg)?,
-            kind_upsert: c.prepare_cached(SQL_KIND_UPSERT).await.map_err(pg)?,
+            write: c.prepare_cached(SQL_WRITE).await.map_err(pg)?,
+            notify: c.prepare_cached(SQL_NOTIFY).await.map_err(pg)?,
         })
     }
 }
 
-/// One transaction for the whole group, under the writers' lock; each batch in its own savepoint.
+type Request<'a> = Pin<Box<dyn Future<Output = Result<(), tokio_postgres::Error>> + Send + 'a>>;
+
+/// Runs requests on one connection as a pipeline: each is sent when first polled, and they are first
+/// polled in order, so the server runs them in that order without waiting for each answer. The
+/// first error (in order) is the result.
+async fn pipeline(requests: Vec<Request<'_>>) -> Result<(), tokio_postgres::Error> {
+    let mut requests: Vec<Option<Request<'_>>> = requests.into_iter().map(Some).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for slot in &mut requests {
+            if let Some(request) = slot {
+                match request.as_mut().poll(cx) {
+                    Poll::Ready(Ok(())) => *slot = None,
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(Ok(()))
+        }
+    })
+    .await
+}
+
+/// One transaction for the whole group, under the writers' lock, in two round trips: the first
+/// takes the lock and reads the last sequence number and the current state of every document and
+/// kind the group names; the batches are then checked and applied in memory, in order, each against
+/// the state the earlier ones left; the second sends every write (each batch that writes inside its
+/// own savepoint), the notification and the `COMMIT`.
 async fn commit_group(
     inner: &Inner,
     group: &[Job],
@@ -775,95 +822,13 @@ async fn commit_group(
 ) -> Result<Vec<JobResult>, StoreError> {
     let conn = inner.conn().await?;
     let c = conn.client()?;
-    let lock = c.prepare_cached(SQL_LOCK).await.map_err(pg)?;
-    let last_seq = c.prepare_cached(SQL_LAST_SEQ).await.map_err(pg)?;
-    let notify = c.prepare_cached(SQL_NOTIFY).await.map_err(pg)?;
-    let statements = Statements::prepare(c).await?;
-    // The lock is taken before the last sequence number is read: the numbers of every node's
-    // commits follow their commit order.
-    let lock_params: [&(dyn ToSql + Sync); 2] = [&WRITE_LOCK, &inner.schema];
-    let (_, _, row) = tokio::try_join!(
-        c.batch_execute("BEGIN"),
-        c.execute(&lock, &lock_params),
-        c.query_one(&last_seq, &[]),
-    )
-    .map_err(pg)?;
-    let mut seq = to_u64(row.try_get(0).map_err(pg)?);
-    let mut results = Vec::with_capacity(group.len());
-    let mut changed = false;
-    for job in group {
-        match apply(c, &statements, &job.ops, &mut seq).await {
-            Ok((committed, changes)) => {
-                changed |= !changes.is_empty();
-                results.push((Ok(committed), changes));
-            }
-            Err(e @ StoreError::Conflict { .. }) => results.push((Err(e), Vec::new())),
-            Err(e) => return Err(e),
-        }
-    }
-    if faults.take_commit_failure() {
-        // As a `COMMIT` that fails: dropping `conn` closes the connection, which rolls back.
-        return Err(StoreError::Unavailable("injected commit failure".into()));
-    }
-    // A failed `COMMIT` is not retried: the error answers every batch of the group and `conn` is
-    // closed. The notification is sent by the `COMMIT` only.
-    if changed {
-        let payload = format!("{}:{}", inner.instance, inner.schema);
-        let notify_params: [&(dyn ToSql + Sync); 2] = [&CHANNEL, &payload];
-        tokio::try_join!(
-            c.execute(&notify, &notify_params),
-            c.batch_execute("COMMIT"),
-        )
-        .map_err(pg)?;
-    } else {
-        c.batch_execute("COMMIT").await.map_err(pg)?;
-    }
-    conn.release();
-    Ok(results)
-}
+    let st = Statements::prepare(c).await?;
 
-/// The state a batch leaves a document in.
-enum Final {
-    Put(u64, String),
-    Deleted,
-}
-
-/// The change-log rows of one batch, as the columns of one insert.
-#[derive(Default)]
-struct Log<'a> {
-    seqs: Vec<i64>,
-    kinds: Vec<&'a str>,
-    ids: Vec<&'a str>,
-    versions: Vec<i64>,
-    deleted: Vec<bool>,
-    /// The last change of each kind, for `tollgate_kind_changes`.
-    last_of_kind: BTreeMap<&'a str, i64>,
-}
-
-impl<'a> Log<'a> {
-    fn push(&mut self, seq: u64, kind: &'a str, id: &'a str, version: u64, deleted: bool) {
-        self.seqs.push(to_i64(seq));
-        self.kinds.push(kind);
-        self.ids.push(id);
-        self.versions.push(to_i64(version));
-        self.deleted.push(deleted);
-        self.last_of_kind.insert(kind, to_i64(seq));
-    }
-}
-
-/// Applies one batch inside its own savepoint. Its expectations are checked against the state
-/// before it (including the earlier batches of the group) before anything is written, so a conflict
-/// writes nothing; the savepoint is then rolled back all the same.
-async fn apply(
-    c: &tokio_postgres::Client,
-    st: &Statements,
-    ops: &[Op],
-    seq: &mut u64,
-) -> Result<(Committed, Vec<Change>), StoreError> {
-    let mut seen = HashSet::new();
+    // Every document and guarded kind of the group.
+    let mut seen: HashSet<(&str, &str)> = HashSet::new();
     let (mut key_kinds, mut key_ids) = (Vec::new(), Vec::new());
-    let mut guard_kinds = Vec::new();
-    for op in ops {
+    let mut guard_kinds: Vec<&str> = Vec::new();
+    for op in group.iter().flat_map(|job| &job.ops) {
         match op {
             Op::Put { kind, id, .. } | Op::Delete { kind, id, .. } | Op::Check { kind, id, .. } => {
                 if seen.insert((*kind, id.as_str())) {
@@ -878,71 +843,190 @@ async fn apply(
             }
         }
     }
-    let (_, version_rows, kind_rows) = tokio::try_join!(
-        c.batch_execute("SAVEPOINT batch"),
+    // The lock is taken before anything is read: the numbers of every node's commits follow their
+    // commit order, and the state read is the one this transaction writes over.
+    let lock_params: [&(dyn ToSql + Sync); 2] = [&WRITE_LOCK, &inner.schema];
+    let key_params: [&(dyn ToSql + Sync); 2] = [&key_kinds, &key_ids];
+    let kind_params: [&(dyn ToSql + Sync); 1] = [&guard_kinds];
+    let (_, _, last, version_rows, kind_rows) = tokio::try_join!(
+        c.batch_execute("BEGIN"),
+        c.execute(&st.lock, &lock_params),
+        c.query_one(&st.last_seq, &[]),
         async {
             if key_ids.is_empty() {
                 Ok(Vec::new())
             } else {
-                c.query(&st.versions, &[&key_kinds, &key_ids]).await
+                c.query(&st.versions, &key_params).await
             }
         },
         async {
             if guard_kinds.is_empty() {
                 Ok(Vec::new())
             } else {
-                c.query(&st.kinds, &[&guard_kinds]).await
+                c.query(&st.kinds, &kind_params).await
             }
         },
     )
     .map_err(pg)?;
-    let mut versions: HashMap<(String, String), u64> = HashMap::with_capacity(version_rows.len());
+    let mut seq = to_u64(last.try_get(0).map_err(pg)?);
+    // The state before the next batch: documents named by the group (absent: None) and the last
+    // change of each kind.
+    let mut docs: HashMap<(&str, &str), Option<u64>> = HashMap::with_capacity(seen.len());
     for row in version_rows {
-        let kind: String = row.try_get(0).map_err(pg)?;
-        let id: String = row.try_get(1).map_err(pg)?;
-        let version: i64 = row.try_get(2).map_err(pg)?;
-        versions.insert((kind, id), to_u64(version));
-    }
-    let mut kind_seq: HashMap<String, u64> = HashMap::with_capacity(kind_rows.len());
-    for row in kind_rows {
-        let kind: String = row.try_get(0).map_err(pg)?;
-        let last: i64 = row.try_get(1).map_err(pg)?;
-        kind_seq.insert(kind, to_u64(last));
-    }
-    let checked = crate::check_batch(
-        ops,
-        |kind, id| Ok(versions.get(&(kind.to_owned(), id.to_owned())).copied()),
-        |kind| kind_seq.get(kind).copied().unwrap_or(0),
-    );
-    if let Err(e) = checked {
-        if matches!(e, StoreError::Conflict { .. }) {
-            c.batch_execute("ROLLBACK TO SAVEPOINT batch; RELEASE SAVEPOINT batch")
-                .await
-                .map_err(pg)?;
+        // The position (from 1) of the document in the keys sent.
+        let n: i64 = row.try_get(0).map_err(pg)?;
+        let version: i64 = row.try_get(1).map_err(pg)?;
+        let i = usize::try_from(n - 1).unwrap_or(usize::MAX);
+        if let (Some(kind), Some(id)) = (key_kinds.get(i), key_ids.get(i)) {
+            docs.insert((*kind, *id), Some(to_u64(version)));
         }
-        return Err(e);
+    }
+    let mut kinds: HashMap<&str, u64> = HashMap::with_capacity(guard_kinds.len());
+    for row in kind_rows {
+        let kind: &str = row.try_get(0).map_err(pg)?;
+        let last: i64 = row.try_get(1).map_err(pg)?;
+        if let Some(key) = guard_kinds.iter().find(|k| **k == kind) {
+            kinds.insert(*key, to_u64(last));
+        }
     }
 
-    // Ops of one batch may touch the same document: apply them in order, in memory, then write the
-    // final state of each document and one log entry per change.
-    let mut current: HashMap<(&str, &str), Option<u64>> = HashMap::new();
-    let mut finals: BTreeMap<(&str, &str), Final> = BTreeMap::new();
-    let mut out_versions = Vec::with_capacity(ops.len());
+    let mut results = Vec::with_capacity(group.len());
+    let mut plans = Vec::new();
+    for job in group {
+        let checked = crate::check_batch(
+            &job.ops,
+            |kind, id| Ok(docs.get(&(kind, id)).copied().flatten()),
+            |kind| kinds.get(kind).copied().unwrap_or(0),
+        );
+        match checked {
+            Ok(()) => {
+                let (plan, committed, changes) = plan(&job.ops, &mut docs, &mut kinds, &mut seq);
+                if !plan.is_empty() {
+                    plans.push(plan);
+                }
+                results.push((Ok(committed), changes));
+            }
+            // Nothing of it was sent: the batches after it are checked against the state before it.
+            Err(e) => results.push((Err(e), Vec::new())),
+        }
+    }
+    if faults.take_commit_failure() {
+        // As a `COMMIT` that fails: dropping `conn` closes the connection, which rolls back.
+        return Err(StoreError::Unavailable("injected commit failure".into()));
+    }
+    let payload = format!("{}:{}", inner.instance, inner.schema);
+    let notify_params: [&(dyn ToSql + Sync); 2] = [&CHANNEL, &payload];
+    let mut requests: Vec<Request<'_>> = Vec::with_capacity(3 * plans.len() + 2);
+    for plan in &plans {
+        plan.requests(c, &st, &mut requests);
+    }
+    if !plans.is_empty() {
+        // Delivered by the `COMMIT`, and only if it succeeds.
+        requests.push(Box::pin(async {
+            c.execute(&st.notify, &notify_params).await.map(drop)
+        }));
+    }
+    // A failed `COMMIT` (or any failed write, after which the server turns the `COMMIT` into a
+    // rollback) is not retried: the error answers every batch of the group and `conn` is closed.
+    requests.push(Box::pin(c.batch_execute("COMMIT")));
+    pipeline(requests).await.map_err(pg)?;
+    conn.release();
+    Ok(results)
+}
+
+/// The state a batch leaves a document in.
+enum Final {
+    Put(u64, String),
+    Deleted,
+}
+
+/// What one batch writes, as the columns of one statement per table.
+#[derive(Default)]
+struct Plan<'a> {
+    up_kinds: Vec<&'a str>,
+    up_ids: Vec<&'a str>,
+    up_versions: Vec<i64>,
+    up_bodies: Vec<String>,
+    del_kinds: Vec<&'a str>,
+    del_ids: Vec<&'a str>,
+    log_seqs: Vec<i64>,
+    log_kinds: Vec<&'a str>,
+    log_ids: Vec<&'a str>,
+    log_versions: Vec<i64>,
+    log_deleted: Vec<bool>,
+    /// The last change of each kind, for `tollgate_kind_changes`.
+    kind_names: Vec<&'a str>,
+    kind_seqs: Vec<i64>,
+}
+
+impl<'a> Plan<'a> {
+    fn is_empty(&self) -> bool {
+        self.log_seqs.is_empty()
+    }
+
+    fn log(&mut self, seq: u64, kind: &'a str, id: &'a str, version: u64, deleted: bool) {
+        self.log_seqs.push(to_i64(seq));
+        self.log_kinds.push(kind);
+        self.log_ids.push(id);
+        self.log_versions.push(to_i64(version));
+        self.log_deleted.push(deleted);
+    }
+
+    /// The batch's requests, inside its own savepoint.
+    fn requests<'r>(
+        &'r self,
+        c: &'r tokio_postgres::Client,
+        st: &'r Statements,
+        out: &mut Vec<Request<'r>>,
+    ) {
+        out.push(Box::pin(c.batch_execute("SAVEPOINT batch")));
+        out.push(Box::pin(async move {
+            let params: [&(dyn ToSql + Sync); 13] = [
+                &self.up_kinds,
+                &self.up_ids,
+                &self.up_versions,
+                &self.up_bodies,
+                &self.del_kinds,
+                &self.del_ids,
+                &self.log_seqs,
+                &self.log_kinds,
+                &self.log_ids,
+                &self.log_versions,
+                &self.log_deleted,
+                &self.kind_names,
+                &self.kind_seqs,
+            ];
+            c.execute(&st.write, &params).await.map(drop)
+        }));
+        out.push(Box::pin(c.batch_execute("RELEASE SAVEPOINT batch")));
+    }
+}
+
+/// Applies a checked batch to the in-memory state (`docs`, `kinds`, `seq`) and plans its writes:
+/// ops of one batch may touch the same document, so they apply in order; each document's final
+/// state is written once, with one log entry per change.
+fn plan<'a>(
+    ops: &'a [Op],
+    docs: &mut HashMap<(&'a str, &'a str), Option<u64>>,
+    kinds: &mut HashMap<&'a str, u64>,
+    seq: &mut u64,
+) -> (Plan<'a>, Committed, Vec<Change>) {
+    let mut plan = Plan::default();
+    let mut finals: BTreeMap<(&'a str, &'a str), Final> = BTreeMap::new();
+    let mut last_of_kind: BTreeMap<&'a str, u64> = BTreeMap::new();
+    let mut versions = Vec::with_capacity(ops.len());
     let mut changes = Vec::new();
-    let mut log = Log::default();
     for op in ops {
         match op {
             Op::Put { kind, id, body, .. } => {
                 let key = (*kind, id.as_str());
-                let before = *current
-                    .entry(key)
-                    .or_insert_with(|| versions.get(&((*kind).to_owned(), id.clone())).copied());
-                let version = before.map_or(1, |v| v + 1);
-                current.insert(key, Some(version));
+                let version = docs.get(&key).copied().flatten().map_or(1, |v| v + 1);
+                docs.insert(key, Some(version));
                 finals.insert(key, Final::Put(version, body.to_string()));
                 *seq += 1;
-                log.push(*seq, kind, id, version, false);
-                out_versions.push(Some(version));
+                plan.log(*seq, kind, id, version, false);
+                last_of_kind.insert(kind, *seq);
+                versions.push(Some(version));
                 changes.push(Change {
                     seq: *seq,
                     kind: (*kind).to_owned(),
@@ -955,17 +1039,15 @@ async fn apply(
                 });
             }
             Op::Delete { kind, id, .. } => {
-                out_versions.push(None);
+                versions.push(None);
                 let key = (*kind, id.as_str());
-                let before = *current
-                    .entry(key)
-                    .or_insert_with(|| versions.get(&((*kind).to_owned(), id.clone())).copied());
-                if let Some(version) = before {
-                    current.insert(key, None);
+                if let Some(version) = docs.get(&key).copied().flatten() {
+                    docs.insert(key, None);
                     finals.insert(key, Final::Deleted);
                     *seq += 1;
                     // A deletion logs the version the document had.
-                    log.push(*seq, kind, id, version, true);
+                    plan.log(*seq, kind, id, version, true);
+                    last_of_kind.insert(kind, *seq);
                     changes.push(Change {
                         seq: *seq,
                         kind: (*kind).to_owned(),
@@ -974,80 +1056,33 @@ async fn apply(
                     });
                 }
             }
-            Op::Check { .. } | Op::KindUnchanged { .. } => out_versions.push(None),
+            Op::Check { .. } | Op::KindUnchanged { .. } => versions.push(None),
         }
     }
-    let (mut up_kinds, mut up_ids, mut up_versions, mut up_bodies) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let (mut del_kinds, mut del_ids) = (Vec::new(), Vec::new());
-    for ((kind, id), state) in &finals {
+    for ((kind, id), state) in finals {
         match state {
             Final::Put(version, body) => {
-                up_kinds.push(*kind);
-                up_ids.push(*id);
-                up_versions.push(to_i64(*version));
-                up_bodies.push(body.as_str());
+                plan.up_kinds.push(kind);
+                plan.up_ids.push(id);
+                plan.up_versions.push(to_i64(version));
+                plan.up_bodies.push(body);
             }
             Final::Deleted => {
-                del_kinds.push(*kind);
-                del_ids.push(*id);
+                plan.del_kinds.push(kind);
+                plan.del_ids.push(id);
             }
         }
     }
-    let Log {
-        seqs: log_seqs,
-        kinds: log_kinds,
-        ids: log_ids,
-        versions: log_versions,
-        deleted: log_deleted,
-        last_of_kind,
-    } = log;
-    let (lk_kinds, lk_seqs): (Vec<&str>, Vec<i64>) = last_of_kind.into_iter().unzip();
-    tokio::try_join!(
-        async {
-            if up_ids.is_empty() {
-                Ok(0)
-            } else {
-                c.execute(&st.upsert, &[&up_kinds, &up_ids, &up_versions, &up_bodies])
-                    .await
-            }
-        },
-        async {
-            if del_ids.is_empty() {
-                Ok(0)
-            } else {
-                c.execute(&st.delete, &[&del_kinds, &del_ids]).await
-            }
-        },
-        async {
-            if log_seqs.is_empty() {
-                Ok(0)
-            } else {
-                c.execute(
-                    &st.log,
-                    &[&log_seqs, &log_kinds, &log_ids, &log_versions, &log_deleted],
-                )
-                .await
-            }
-        },
-        async {
-            if lk_kinds.is_empty() {
-                Ok(0)
-            } else {
-                c.execute(&st.kind_upsert, &[&lk_kinds, &lk_seqs]).await
-            }
-        },
-        c.batch_execute("RELEASE SAVEPOINT batch"),
-    )
-    .map_err(pg)?;
-    let committed_seq = changes.last().map_or(*seq, |c| c.seq);
-    Ok((
-        Committed {
-            seq: committed_seq,
-            versions: out_versions,
-        },
-        changes,
-    ))
+    for (kind, last) in last_of_kind {
+        kinds.insert(kind, last);
+        plan.kind_names.push(kind);
+        plan.kind_seqs.push(to_i64(last));
+    }
+    let committed = Committed {
+        seq: changes.last().map_or(*seq, |c| c.seq),
+        versions,
+    };
+    (plan, committed, changes)
 }
 
 /// Publishes every change in sequence order, from the last one published.
@@ -1621,6 +1656,81 @@ mod tests {
         assert_eq!(seqs, (1..=32).collect::<Vec<u64>>());
         assert_eq!(s.list("role", "", 0, None).await.map(|p| p.total), Ok(32));
         assert_eq!(s.snapshot(&["role"]).await.map(|s| s.seq).ok(), Some(32));
+        drop(s);
+        db.finish().await;
+    }
+
+    #[tokio::test]
+    async fn postgres_batches_of_a_group_see_the_earlier_ones() {
+        let Some(db) = test_db("postgres_batches_of_a_group_see_the_earlier_ones").await else {
+            return;
+        };
+        let s = Arc::new(db.store("a").await);
+        // Submitted together, these land in few groups: one creation wins, whatever the grouping.
+        let mut tasks = Vec::new();
+        for i in 0..16 {
+            let s = Arc::clone(&s);
+            tasks.push(tokio::spawn(async move {
+                s.commit(vec![put("user", "same", json!({"i": i}), Expect::Absent)])
+                    .await
+            }));
+        }
+        let mut won = 0;
+        for t in tasks {
+            match t.await {
+                Ok(Ok(_)) => won += 1,
+                Ok(Err(StoreError::Conflict { index: 0 })) => {}
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(won, 1);
+        // One batch touching one document several times: every expectation holds against the
+        // state before the batch, and versions follow each op.
+        let c = s
+            .commit(vec![
+                put("role", "x", json!({"n": 1}), Expect::Absent),
+                put("role", "x", json!({"n": 2}), Expect::Absent),
+            ])
+            .await
+            .map(|c| c.versions);
+        assert_eq!(c, Ok(vec![Some(1), Some(2)]));
+        let c = s
+            .commit(vec![
+                put("role", "x", json!({"n": 3}), Expect::Version(2)),
+                Op::Delete {
+                    kind: "role",
+                    id: "x".into(),
+                    expect: Expect::Version(2),
+                },
+                put("role", "x", json!({"n": 4}), Expect::Present),
+                Op::Delete {
+                    kind: "role",
+                    id: "gone".into(),
+                    expect: Expect::Any,
+                },
+            ])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.versions, vec![Some(3), None, Some(1), None]);
+        let doc = s.get("role", "x").await.ok().flatten();
+        assert_eq!(doc.map(|d| (d.version, d.body)), Some((1, json!({"n": 4}))));
+        let rows = db
+            .admin
+            .query(
+                &format!(
+                    "SELECT version, deleted FROM {}.tollgate_changes WHERE id = 'x' ORDER BY seq",
+                    db.schema
+                ),
+                &[],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{}", describe(&e)));
+        let log: Vec<(i64, bool)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        assert_eq!(
+            log,
+            vec![(1, false), (2, false), (3, false), (3, true), (1, false)]
+        );
+        assert_eq!(Ok(c.seq), s.current_seq().await);
         drop(s);
         db.finish().await;
     }
