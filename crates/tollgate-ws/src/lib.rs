@@ -305,21 +305,14 @@ where
     }
     drop(tx);
     drop(outbox);
-    // Lingering close: read and discard what the client still sends while the writer finishes,
-    // then a little longer. Closing a socket with unread bytes makes the kernel reset the
-    // connection, and the client would lose the frames still in flight, close frame included.
-    let mut writer = writer;
+    let _ = writer.await;
+    // Lingering close: once the last frames and the close frame are written, read and discard what
+    // the client still sends until it closes too, for a bounded time. Closing a socket with unread
+    // bytes makes the kernel reset the connection, and the client would lose the frames still in
+    // flight, close frame included. (Not while the writer works: a client that does not read must
+    // not be able to keep sending.)
     let drain = async { while let Some(Ok(_)) = stream.next().await {} };
-    tokio::pin!(drain);
-    let peer_closed = tokio::select! {
-        _ = &mut writer => false,
-        _ = &mut drain => true,
-    };
-    if peer_closed {
-        let _ = writer.await;
-    } else {
-        let _ = tokio::time::timeout(CLOSE_LINGER, drain).await;
-    }
+    let _ = tokio::time::timeout(CLOSE_LINGER, drain).await;
 }
 
 /// How long a closing socket keeps reading (and discarding) after its last frame was written.
