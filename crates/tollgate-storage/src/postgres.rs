@@ -1736,6 +1736,35 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn postgres_pruned_log_answers_too_far_behind() {
+        let Some(db) = test_db("postgres_pruned_log_answers_too_far_behind").await else {
+            return;
+        };
+        let s = db.store("a").await;
+        for i in 0..5 {
+            let op = put("token", &format!("t{i}"), json!({}), Expect::Absent);
+            assert!(s.commit(vec![op]).await.is_ok());
+        }
+        // As pruning does: the oldest entries go, the newest stay.
+        db.admin
+            .batch_execute(&format!(
+                "DELETE FROM {}.tollgate_changes WHERE seq <= 2",
+                db.schema
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("{}", describe(&e)));
+        assert_eq!(s.changes_since(0, 10).await, Ok(Catchup::TooFarBehind));
+        assert_eq!(s.changes_since(1, 10).await, Ok(Catchup::TooFarBehind));
+        let Ok(Catchup::Changes { seq, changes }) = s.changes_since(2, 10).await else {
+            panic!("no changes");
+        };
+        let seqs: Vec<u64> = changes.iter().map(|c| c.seq).collect();
+        assert_eq!((seq, seqs), (5, vec![3, 4, 5]));
+        drop(s);
+        db.finish().await;
+    }
+
+    #[tokio::test]
     async fn postgres_failed_commit_is_rolled_back_and_never_published() {
         let Some(db) = test_db("postgres_failed_commit_is_rolled_back_and_never_published").await
         else {
