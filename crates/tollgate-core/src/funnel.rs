@@ -4,7 +4,7 @@
 //! resolve → action. A controller is only reachable through [`Funnel::execute`], after the gate.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use futures_util::FutureExt;
 use serde_json::json;
@@ -48,6 +48,9 @@ pub struct Funnel {
     waiting: AtomicUsize,
     config: FunnelConfig,
     shutdown: Shutdown,
+    /// Whether the services the node needs (its store) answer, as last checked by whoever owns
+    /// this flag; `/_ready` follows it.
+    services_up: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for Funnel {
@@ -73,17 +76,25 @@ impl Funnel {
             waiting: AtomicUsize::new(0),
             config,
             shutdown,
+            services_up: Arc::new(AtomicBool::new(true)),
         }
+    }
+
+    /// Makes `/_ready` follow `up` too (set by a task that checks the store).
+    pub fn with_services_up(mut self, up: Arc<AtomicBool>) -> Self {
+        self.services_up = up;
+        self
     }
 
     pub fn router(&self) -> &Arc<Router> {
         &self.router
     }
 
-    /// Whether the node accepts requests (`GET /_ready`): not shutting down, and the wait queue is
-    /// not full.
+    /// Whether the node accepts requests (`GET /_ready`): not shutting down, its services answer,
+    /// and the wait queue is not full.
     pub fn is_ready(&self) -> bool {
         !self.shutdown.is_triggered()
+            && self.services_up.load(Ordering::Relaxed)
             && (self.slots.available_permits() > 0
                 || self.waiting.load(Ordering::Relaxed) < self.config.requests_buffer_size)
     }

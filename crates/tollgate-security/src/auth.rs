@@ -14,11 +14,12 @@ use tollgate_protocol::{ArgRef, KuzzleError, Request};
 use tollgate_storage::{Expect, Op, Store, StoreError};
 
 use crate::cache::SecurityCache;
+use crate::controller::commit_visible;
 use crate::gate::{AuthFailures, TokenCheck, caller_profiles, check_token, profile_ids};
 use crate::passwords::Passwords;
 use crate::rights::rights_listing;
 use crate::tokens::{self, Secret};
-use crate::{CREDENTIAL, LOGIN, TOKEN, USER, now_ms, store_error};
+use crate::{CREDENTIAL, LOGIN, TOKEN, USER, now_ms, store_error, user_tokens};
 
 /// Token lifetimes.
 #[derive(Debug, Clone, Copy)]
@@ -149,7 +150,7 @@ impl AuthController {
             // A token is a function of (kuid, second of issue, lifetime): this exact token was
             // revoked in this same second (a logout, a user deleted and created again). Issuing it
             // again would revive it for whoever held it; the next second gives another token.
-            if !self.cache.is_revoked(&tokens::token_id(&jwt)) {
+            if !self.cache.is_revoked(&tokens::token_id(&kuid, &jwt)) {
                 break;
             }
             let wait = 1000 - now_ms() % 1000;
@@ -163,13 +164,13 @@ impl AuthController {
             },
             Op::Put {
                 kind: TOKEN,
-                id: tokens::token_id(&jwt),
+                id: tokens::token_id(&kuid, &jwt),
                 body: json!({"kuid": kuid, "expiresAt": expires_at}),
                 expect: Expect::Absent,
             },
         ];
-        match self.store.commit(ops).await {
-            Ok(c) => self.cache.wait_for(c.seq).await,
+        match commit_visible(self.store.as_ref(), &self.cache, ops).await {
+            Ok(_) => {}
             // Two logins of one user in the same second with the same lifetime get the same token
             // (same claims, same signature), which is already recorded: it is valid as it is.
             Err(StoreError::Conflict { index: 1 }) => {}
@@ -194,9 +195,11 @@ impl AuthController {
             ));
         };
         let ids = if global {
-            self.cache.tokens_of(&ctx.caller.kuid)
+            user_tokens(self.store.as_ref(), &ctx.caller.kuid)
+                .await
+                .map_err(store_error)?
         } else {
-            vec![tokens::token_id(token)]
+            vec![tokens::token_id(&ctx.caller.kuid, token)]
         };
         let ops = ids
             .into_iter()
@@ -206,8 +209,9 @@ impl AuthController {
                 expect: Expect::Any,
             })
             .collect();
-        let c = self.store.commit(ops).await.map_err(store_error)?;
-        self.cache.wait_for(c.seq).await;
+        commit_visible(self.store.as_ref(), &self.cache, ops)
+            .await
+            .map_err(store_error)?;
         if let Some(links) = &ctx.connection.token_links {
             links.unlink(token);
         }
@@ -223,15 +227,13 @@ impl AuthController {
         let Some(token) = token else {
             return Ok(json!({"expiresAt": null, "kuid": "-1", "valid": true}));
         };
-        Ok(
-            match check_token(&self.secret, &self.cache, self.store.as_ref(), token).await? {
-                TokenCheck::Valid { kuid, expires_at } => {
-                    json!({"expiresAt": expires_at, "kuid": kuid, "valid": true})
-                }
-                TokenCheck::Invalid => json!({"state": "Invalid token.", "valid": false}),
-                TokenCheck::Expired => json!({"state": "Token expired", "valid": false}),
-            },
-        )
+        Ok(match check_token(&self.secret, &self.cache, token).await? {
+            TokenCheck::Valid { kuid, expires_at } => {
+                json!({"expiresAt": expires_at, "kuid": kuid, "valid": true})
+            }
+            TokenCheck::Invalid => json!({"state": "Invalid token.", "valid": false}),
+            TokenCheck::Expired => json!({"state": "Token expired", "valid": false}),
+        })
     }
 
     async fn current_user(&self, ctx: &Context) -> Result<Value, KuzzleError> {
@@ -241,9 +243,15 @@ impl AuthController {
             );
         }
         let kuid = &ctx.caller.kuid;
-        let user = self.cache.user(kuid).ok_or_else(|| {
-            KuzzleError::plain(&tollgate_protocol::errors::SECURITY_TOKEN_INVALID)
-        })?;
+        let user = self
+            .cache
+            .user(kuid)
+            .await
+            .map_err(store_error)?
+            .map(|u| u.doc)
+            .ok_or_else(|| {
+                KuzzleError::plain(&tollgate_protocol::errors::SECURITY_TOKEN_INVALID)
+            })?;
         let has_local = self
             .store
             .get(LOGIN, kuid)
@@ -256,13 +264,18 @@ impl AuthController {
         )
     }
 
-    fn my_rights(&self, ctx: &Context) -> Value {
-        let ids = profile_ids(&self.cache, &ctx.caller.kuid).unwrap_or_default();
+    async fn my_rights(&self, ctx: &Context) -> Result<Value, KuzzleError> {
+        let ids = profile_ids(&self.cache, &ctx.caller.kuid)
+            .await?
+            .unwrap_or_default();
         let snapshot = self.cache.snapshot();
-        rights_listing(snapshot.as_ref(), caller_profiles(&snapshot, &ids))
+        Ok(rights_listing(
+            snapshot.as_ref(),
+            caller_profiles(&snapshot, &ids),
+        ))
     }
 
-    fn check_rights(&self, req: &Request, ctx: &Context) -> Result<Value, KuzzleError> {
+    async fn check_rights(&self, req: &Request, ctx: &Context) -> Result<Value, KuzzleError> {
         let body = req.required_body()?;
         let string = |name: &str| body.get(name).and_then(Value::as_str);
         let controller =
@@ -276,7 +289,9 @@ impl AuthController {
         };
         let index = optional("index")?;
         let collection = optional("collection")?;
-        let ids = profile_ids(&self.cache, &ctx.caller.kuid).unwrap_or_default();
+        let ids = profile_ids(&self.cache, &ctx.caller.kuid)
+            .await?
+            .unwrap_or_default();
         let snapshot = self.cache.snapshot();
         let allowed = caller_profiles(&snapshot, &ids)
             .iter()
@@ -323,8 +338,8 @@ impl Controller for AuthController {
             "logout" => self.logout(req, ctx).await,
             "checkToken" => self.check(req).await,
             "getCurrentUser" => self.current_user(ctx).await,
-            "getMyRights" => Ok(self.my_rights(ctx)),
-            "checkRights" => self.check_rights(req, ctx),
+            "getMyRights" => self.my_rights(ctx).await,
+            "checkRights" => self.check_rights(req, ctx).await,
             other => Err(KuzzleError::internal(format!(
                 "auth:{other} is not routed here"
             ))),

@@ -53,8 +53,6 @@ pub struct SecurityController {
     catalog: Catalog,
     config: SecurityConfig,
     pub(crate) passwords: Passwords,
-    /// Serializes createFirstAdmin on this node.
-    pub(crate) first_admin: tokio::sync::Mutex<()>,
 }
 
 impl SecurityController {
@@ -71,16 +69,28 @@ impl SecurityController {
             catalog,
             config,
             passwords,
-            first_admin: tokio::sync::Mutex::new(()),
         }
     }
 
-    /// Commits, then waits until this node's cache has the change.
+    /// Commits, then waits until this node's cache has the change (`refresh=wait_for` is what every
+    /// write does): a change this node cannot confirm in time is reported, not answered as done.
     pub(crate) async fn commit(&self, ops: Vec<Op>) -> Result<Committed, StoreError> {
-        let committed = self.store.commit(ops).await?;
-        self.cache.wait_for(committed.seq).await;
-        Ok(committed)
+        commit_visible(self.store.as_ref(), &self.cache, ops).await
     }
+}
+
+/// Commits `ops`, then waits until `cache` has applied them.
+pub(crate) async fn commit_visible(
+    store: &dyn Store,
+    cache: &SecurityCache,
+    ops: Vec<Op>,
+) -> Result<Committed, StoreError> {
+    let committed = store.commit(ops).await?;
+    cache
+        .wait_for(committed.seq)
+        .await
+        .map_err(|n| StoreError::NotApplied { seq: n.seq })?;
+    Ok(committed)
 }
 
 /// `{_id, _version, _source}`.
@@ -816,10 +826,10 @@ impl Controller for SecurityController {
             "createUser" => self.create_user(req, ctx).await,
             "createFirstAdmin" => self.create_first_admin(req, ctx).await,
             "restrictDefaultRights" => self.restrict_default_rights(ctx).await,
-            "getUser" => self.get_user(req),
+            "getUser" => self.get_user(req).await,
             "updateUser" => self.update_user(req, ctx).await,
             "deleteUser" => self.delete_user(req).await,
-            "getUserRights" => self.user_rights(req),
+            "getUserRights" => self.user_rights(req).await,
             other => Err(KuzzleError::internal(format!(
                 "security:{other} is not routed here"
             ))),

@@ -14,12 +14,11 @@ use tollgate_protocol::errors::{
     SECURITY_TOKEN_EXPIRED, SECURITY_TOKEN_INVALID, SECURITY_TOKEN_VERIFICATION_ERROR,
 };
 use tollgate_protocol::{KuzzleError, Request};
-use tollgate_storage::Store;
 
-use crate::cache::{SecurityCache, SecuritySnapshot, TokenRecord, VerifiedToken};
+use crate::cache::{SecurityCache, SecuritySnapshot, VerifiedToken};
+use crate::now_ms;
 use crate::rights::ProfileRights;
 use crate::tokens::{self, Secret, TokenError};
-use crate::{TOKEN, now_ms};
 
 /// Rate-limit settings of the gate.
 #[derive(Debug, Clone)]
@@ -122,7 +121,6 @@ impl<K: std::hash::Hash + Eq + Clone> Windows<K> {
 /// The gate backed by the security cache.
 pub struct SecurityGate {
     cache: Arc<SecurityCache>,
-    store: Arc<dyn Store>,
     secret: Secret,
     config: GateConfig,
     users: Windows<String>,
@@ -150,9 +148,13 @@ pub fn caller_profiles<'a>(
         .collect()
 }
 
-/// The profile ids of `kuid` (the anonymous user holds `anonymous`); `None` for an unknown user.
-pub fn profile_ids(cache: &SecurityCache, kuid: &str) -> Option<Arc<[String]>> {
-    cache.profile_ids(kuid)
+/// The profile ids of `kuid` (the anonymous user holds `anonymous`); `None` for an unknown user. A
+/// user not in this node's cache is read from the store.
+pub async fn profile_ids(
+    cache: &SecurityCache,
+    kuid: &str,
+) -> Result<Option<Arc<[String]>>, KuzzleError> {
+    cache.profile_ids(kuid).await.map_err(|e| e.to_wire())
 }
 
 /// The outcome of checking a token.
@@ -166,14 +168,12 @@ pub enum TokenCheck {
 impl SecurityGate {
     pub fn new(
         cache: Arc<SecurityCache>,
-        store: Arc<dyn Store>,
         secret: Secret,
         config: GateConfig,
         failures: Arc<AuthFailures>,
     ) -> Self {
         Self {
             cache,
-            store,
             secret,
             config,
             users: Windows::default(),
@@ -185,7 +185,7 @@ impl SecurityGate {
 
     /// Verifies a token (`security-model.md` §7 checks 2–4).
     pub async fn check_token(&self, token: &str) -> Result<TokenCheck, KuzzleError> {
-        check_token(&self.secret, &self.cache, self.store.as_ref(), token).await
+        check_token(&self.secret, &self.cache, token).await
     }
 }
 
@@ -193,7 +193,6 @@ impl SecurityGate {
 pub async fn check_token(
     secret: &Secret,
     cache: &SecurityCache,
-    store: &dyn Store,
     token: &str,
 ) -> Result<TokenCheck, KuzzleError> {
     let now = now_ms();
@@ -203,7 +202,7 @@ pub async fn check_token(
         None => match tokens::verify(secret, token, now / 1000) {
             Ok(claims) => {
                 let v = VerifiedToken {
-                    id: tokens::token_id(token),
+                    id: tokens::token_id(&claims.kuid, token),
                     kuid: claims.kuid,
                     exp: claims.exp,
                 };
@@ -214,31 +213,13 @@ pub async fn check_token(
             Err(TokenError::Expired) => return Ok(TokenCheck::Expired),
         },
     };
-    let id = &verified.id;
-    let record = match cache.token(id) {
-        Some(record) => Some(record),
-        // Known to have no record (revoked): refused without a store read.
-        None if cache.is_revoked(id) => None,
-        // Not (yet) on this node: the store is authoritative.
-        None => store
-            .get(TOKEN, id)
-            .await
-            .map_err(|e| {
-                // The wire says what failed in the API's terms, the log has the detail.
-                e.log();
-                KuzzleError::new(&SECURITY_TOKEN_VERIFICATION_ERROR, vec![json!(e.summary())])
-            })?
-            .and_then(|doc| {
-                Some(TokenRecord {
-                    kuid: doc.body.get("kuid")?.as_str()?.to_owned(),
-                    expires_at: doc.body.get("expiresAt")?.as_i64()?,
-                })
-            })
-            .or_else(|| {
-                cache.remember_revoked(id);
-                None
-            }),
-    };
+    // From this node's cache, or the store (authoritative) when not cached: a token known to have
+    // no record (revoked) is refused without a store read.
+    let record = cache.token(&verified.id).await.map_err(|e| {
+        // The wire says what failed in the API's terms, the log has the detail.
+        e.log();
+        KuzzleError::new(&SECURITY_TOKEN_VERIFICATION_ERROR, vec![json!(e.summary())])
+    })?;
     let Some(record) = record.filter(|r| r.kuid == verified.kuid) else {
         return Ok(TokenCheck::Invalid);
     };
@@ -302,6 +283,7 @@ impl Gate for SecurityGate {
         let action = req.action.as_deref().unwrap_or_default();
         // A token whose user was deleted is revoked with it; should one slip through, it is invalid.
         let ids = profile_ids(&self.cache, &caller.kuid)
+            .await?
             .ok_or_else(|| KuzzleError::plain(&SECURITY_TOKEN_INVALID))?;
         let snapshot = self.cache.snapshot();
         let allowed = caller_profiles(&snapshot, &ids).iter().any(|p| {
@@ -360,7 +342,9 @@ impl Gate for SecurityGate {
             Some("logout") if is_auth && !caller.is_anonymous() => return Ok(()),
             _ => {}
         }
-        let ids = profile_ids(&self.cache, &caller.kuid).unwrap_or_default();
+        let ids = profile_ids(&self.cache, &caller.kuid)
+            .await?
+            .unwrap_or_default();
         let snapshot = self.cache.snapshot();
         let profiles = caller_profiles(&snapshot, &ids);
         // The most permissive profile wins; 0 is unlimited.
@@ -383,8 +367,9 @@ impl Gate for SecurityGate {
 mod tests {
     use std::sync::atomic::Ordering;
 
+    use crate::TOKEN;
     use tollgate_storage::memory::MemoryStore;
-    use tollgate_storage::{Expect, Op};
+    use tollgate_storage::{Expect, Op, Store};
 
     use super::*;
 
@@ -392,19 +377,22 @@ mod tests {
     async fn a_revoked_token_is_refused_without_reading_the_store_each_time() {
         let store = Arc::new(MemoryStore::new());
         let dyn_store: Arc<dyn Store> = Arc::clone(&store) as Arc<dyn Store>;
-        let cache = SecurityCache::start(Arc::clone(&dyn_store))
+        let cache = SecurityCache::start(Arc::clone(&dyn_store), Default::default())
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         let secret = Secret::new(b"k").unwrap_or_else(|| panic!("secret"));
         let never_recorded = tokens::issue(&secret, "u", now_ms() / 1000, None);
         let revoked = tokens::issue(&secret, "v", now_ms() / 1000, None);
-        let id = tokens::token_id(&revoked);
+        let id = tokens::token_id("v", &revoked);
         let record = |op| async {
             let c = dyn_store
                 .commit(vec![op])
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
-            cache.wait_for(c.seq).await;
+            cache
+                .wait_for(c.seq)
+                .await
+                .unwrap_or_else(|e| panic!("{e:?}"));
         };
         record(Op::Put {
             kind: TOKEN,
@@ -414,8 +402,8 @@ mod tests {
         })
         .await;
         let check = |t: String| {
-            let (cache, store, secret) = (&cache, &dyn_store, &secret);
-            async move { check_token(secret, cache, store.as_ref(), &t).await }
+            let (cache, secret) = (&cache, &secret);
+            async move { check_token(secret, cache, &t).await }
         };
         assert!(matches!(
             check(revoked.clone()).await,

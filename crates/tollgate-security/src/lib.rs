@@ -25,7 +25,7 @@ use tollgate_protocol::KuzzleError;
 use tollgate_storage::{Expect, Op, Store, StoreError};
 
 pub use auth::{AuthController, TokenConfig};
-pub use cache::{SecurityCache, SecuritySnapshot};
+pub use cache::{CacheLimits, SecurityCache, SecuritySnapshot};
 pub use controller::{SecurityConfig, SecurityController};
 pub use gate::{AuthFailures, GateConfig, SecurityGate};
 pub use passwords::{HashCost, Passwords};
@@ -60,6 +60,153 @@ pub fn now_ms() -> u64 {
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0)
 }
+
+/// Ids of every recorded token of `kuid`, from the store (paged: a user may hold many).
+pub async fn user_tokens(store: &dyn Store, kuid: &str) -> Result<Vec<String>, StoreError> {
+    const PAGE: u64 = 1_000;
+    let prefix = tokens::user_tokens_prefix(kuid);
+    let mut ids = Vec::new();
+    let mut from = 0;
+    loop {
+        let page = store.list(TOKEN, &prefix, from, Some(PAGE)).await?;
+        let count = page.docs.len() as u64;
+        ids.extend(
+            page.docs
+                .into_iter()
+                .filter(|d| d.body.get("kuid").and_then(Value::as_str) == Some(kuid))
+                .map(|d| d.id),
+        );
+        if count < PAGE {
+            return Ok(ids);
+        }
+        from += PAGE;
+    }
+}
+
+/// Deletes the token records expired at `now_ms` (epoch ms), reading every record page by page;
+/// returns how many were deleted.
+pub async fn purge_expired_tokens(store: &dyn Store, now_ms: i64) -> Result<usize, StoreError> {
+    const PAGE: u64 = 1_000;
+    let mut from = 0;
+    let mut purged = 0;
+    loop {
+        let page = store.list(TOKEN, "", from, Some(PAGE)).await?;
+        let count = page.docs.len() as u64;
+        let ops: Vec<Op> = page
+            .docs
+            .into_iter()
+            .filter(|d| {
+                d.body
+                    .get("expiresAt")
+                    .and_then(Value::as_i64)
+                    .is_some_and(|at| at >= 0 && at <= now_ms)
+            })
+            .map(|d| Op::Delete {
+                kind: TOKEN,
+                id: d.id,
+                expect: Expect::Any,
+            })
+            .collect();
+        let deleted = ops.len() as u64;
+        if !ops.is_empty() {
+            purged += ops.len();
+            store.commit(ops).await?;
+        }
+        if count < PAGE {
+            return Ok(purged);
+        }
+        // The deleted ones no longer take a place in the listing.
+        from += PAGE - deleted;
+    }
+}
+
+/// Stores every token recorded under a bare hash id (before ids began with the user's id) under its
+/// `<kuid>:<hash>` id, so that tokens issued before an upgrade stay valid. Idempotent, and safe from
+/// several nodes at once; returns how many were moved.
+pub async fn migrate_token_ids(store: &dyn Store) -> Result<usize, StoreError> {
+    const PAGE: u64 = 500;
+    let mut moved = 0;
+    loop {
+        // Each round moves the legacy ids of the first page; a round without any ends it.
+        let mut ops = Vec::new();
+        let mut from = 0;
+        loop {
+            let page = store.list(TOKEN, "", from, Some(PAGE)).await?;
+            let count = page.docs.len() as u64;
+            for doc in page.docs {
+                if !tokens::is_legacy_token_id(&doc.id) {
+                    continue;
+                }
+                let Some(kuid) = doc.body.get("kuid").and_then(Value::as_str) else {
+                    continue;
+                };
+                ops.push(Op::Put {
+                    kind: TOKEN,
+                    id: format!("{}{}", tokens::user_tokens_prefix(kuid), doc.id),
+                    body: doc.body.clone(),
+                    expect: Expect::Any,
+                });
+                ops.push(Op::Delete {
+                    kind: TOKEN,
+                    id: doc.id,
+                    expect: Expect::Any,
+                });
+            }
+            if count < PAGE || ops.len() >= 2 * PAGE as usize {
+                break;
+            }
+            from += PAGE;
+        }
+        if ops.is_empty() {
+            break;
+        }
+        moved += ops.len() / 2;
+        store.commit(ops).await?;
+    }
+    if moved > 0 {
+        tracing::info!(moved, "recorded tokens moved to per-user ids");
+    }
+    Ok(moved)
+}
+
+/// Whether a stored user holds profile `admin`: the first admin's record first (one read), then every
+/// user (paged) when that one no longer does.
+pub async fn admin_exists(store: &dyn Store) -> Result<bool, StoreError> {
+    let holds_admin = |doc: &tollgate_storage::Doc| {
+        doc.body
+            .get("profileIds")
+            .and_then(Value::as_array)
+            .is_some_and(|p| p.iter().any(|id| id.as_str() == Some("admin")))
+    };
+    let marker = store.get(META, FIRST_ADMIN).await?;
+    if let Some(kuid) = marker
+        .as_ref()
+        .and_then(|m| m.body.get("kuid"))
+        .and_then(Value::as_str)
+        && store
+            .get(USER, kuid)
+            .await?
+            .is_some_and(|u| holds_admin(&u))
+    {
+        return Ok(true);
+    }
+    const PAGE: u64 = 1_000;
+    let mut from = 0;
+    loop {
+        let page = store.list(USER, "", from, Some(PAGE)).await?;
+        if page.docs.iter().any(holds_admin) {
+            return Ok(true);
+        }
+        if (page.docs.len() as u64) < PAGE {
+            return Ok(false);
+        }
+        from += PAGE;
+    }
+}
+
+/// Id, in kind [`META`], of the record of the first admin (`{"kuid"}`), written by
+/// `security:createFirstAdmin` in the same batch as the user: two nodes racing cannot both create one.
+pub const FIRST_ADMIN: &str = "first_admin";
 
 /// `_kuzzle_info` of a new document.
 pub fn created_info(author: Option<&str>) -> Value {

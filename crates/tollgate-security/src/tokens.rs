@@ -129,16 +129,31 @@ fn decode_json(part: &str) -> Result<Value, TokenError> {
     serde_json::from_slice(&bytes).map_err(|_| TokenError::Invalid)
 }
 
-/// The id under which a token is recorded: hex SHA-256 of the token. The token itself is never stored.
-pub fn token_id(token: &str) -> String {
+/// The id under which a token of user `kuid` is recorded: `<kuid>:<hex SHA-256 of the token>`. The
+/// token itself is never stored; the user's id first lets every token of a user be listed by prefix
+/// ([`user_tokens_prefix`]) without holding them all in memory.
+pub fn token_id(kuid: &str, token: &str) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let digest = Sha256::digest(token.as_bytes());
-    let mut out = String::with_capacity(64);
+    let mut out = String::with_capacity(kuid.len() + 65);
+    out.push_str(kuid);
+    out.push(':');
     for b in digest {
         out.push(char::from(HEX[usize::from(b >> 4)]));
         out.push(char::from(HEX[usize::from(b & 15)]));
     }
     out
+}
+
+/// The prefix of the ids of `kuid`'s tokens (which may also match tokens of users whose id starts
+/// with `<kuid>:`: check the record's `kuid`).
+pub fn user_tokens_prefix(kuid: &str) -> String {
+    format!("{kuid}:")
+}
+
+/// Whether a stored token id is of the form before user prefixes (a bare 64-digit hex hash).
+pub fn is_legacy_token_id(id: &str) -> bool {
+    id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// Parses an `expiresIn` timespan (npm `ms` grammar) into milliseconds. `-1` is "never" and returns
@@ -294,10 +309,15 @@ mod tests {
     }
 
     #[test]
-    fn token_ids_are_sha256_hex() {
+    fn token_ids_are_the_user_then_the_sha256_hex() {
         assert_eq!(
-            token_id("abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+            token_id("u1", "abc"),
+            "u1:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
+        assert!(token_id("u1", "abc").starts_with(&user_tokens_prefix("u1")));
+        assert!(is_legacy_token_id(
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        ));
+        assert!(!is_legacy_token_id(&token_id("u1", "abc")));
     }
 }

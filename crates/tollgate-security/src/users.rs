@@ -18,8 +18,18 @@ use crate::controller::{
 use crate::gate::{caller_profiles, profile_ids};
 use crate::rights::rights_listing;
 use crate::{
-    CREDENTIAL, LOGIN, PROFILE, ROLE, TOKEN, USER, created_info, store_error, updated_info,
+    CREDENTIAL, FIRST_ADMIN, LOGIN, META, PROFILE, ROLE, TOKEN, USER, admin_exists, created_info,
+    store_error, updated_info, user_tokens,
 };
+
+/// What createFirstAdmin adds to the creation of a user.
+#[derive(Debug, Clone, Copy)]
+struct FirstAdmin {
+    /// Restrict the default rights in the same batch.
+    reset: bool,
+    /// What the first admin's record must still be when the batch commits.
+    marker: Expect,
+}
 
 /// Largest username and password accepted, in bytes.
 const MAX_USERNAME: usize = 256;
@@ -200,7 +210,7 @@ impl SecurityController {
         req: &Request,
         ctx: &Context,
         forced_profiles: Option<Vec<String>>,
-        reset: bool,
+        first_admin: Option<FirstAdmin>,
     ) -> Result<(String, Value, u64), KuzzleError> {
         let body = req.body.as_ref();
         let empty = Map::new();
@@ -316,8 +326,18 @@ impl SecurityController {
         // createFirstAdmin with `reset`: the standard rights are written in the same transaction, so
         // there is never an admin with the install still open, nor restricted rights without an admin.
         let restrict_from = ops.len();
-        if reset {
+        if first_admin.is_some_and(|f| f.reset) {
             ops.extend(self.restrict_ops(ctx).await?);
+        }
+        // createFirstAdmin: its record, in the same batch, is what two nodes racing cannot both write.
+        let marker_at = ops.len();
+        if let Some(first) = first_admin {
+            ops.push(Op::Put {
+                kind: META,
+                id: FIRST_ADMIN.to_owned(),
+                body: json!({"kuid": id}),
+                expect: first.marker,
+            });
         }
         match self.commit(ops).await {
             Ok(c) => Ok((
@@ -325,6 +345,9 @@ impl SecurityController {
                 source,
                 c.versions.get(user_op).copied().flatten().unwrap_or(1),
             )),
+            Err(StoreError::Conflict { index }) if first_admin.is_some() && index == marker_at => {
+                Err(KuzzleError::plain(&API_PROCESS_ADMIN_EXISTS))
+            }
             Err(StoreError::Conflict { index }) if index >= restrict_from => Err(KuzzleError::new(
                 &SERVICES_STORAGE_TOO_MANY_CHANGES,
                 vec![json!("anonymous")],
@@ -347,7 +370,7 @@ impl SecurityController {
         ctx: &Context,
     ) -> Result<Value, KuzzleError> {
         req.required_body()?;
-        let (id, source, version) = self.create_user_with(req, ctx, None, false).await?;
+        let (id, source, version) = self.create_user_with(req, ctx, None, None).await?;
         Ok(doc_result(&id, version, &source))
     }
 
@@ -356,8 +379,18 @@ impl SecurityController {
         req: &Request,
         ctx: &Context,
     ) -> Result<Value, KuzzleError> {
-        let _serial = self.first_admin.lock().await;
-        if self.cache.admin_exists() || self.store_admin_exists().await? {
+        // The record of the first admin as read now: the batch that creates the admin expects it
+        // unchanged, so of two nodes racing, one wins and the other conflicts (no per-node lock).
+        let marker = self
+            .store
+            .get(META, FIRST_ADMIN)
+            .await
+            .map_err(store_error)?
+            .map_or(Expect::Absent, |m| Expect::Version(m.version));
+        if admin_exists(self.store.as_ref())
+            .await
+            .map_err(store_error)?
+        {
             return Err(KuzzleError::plain(&API_PROCESS_ADMIN_EXISTS));
         }
         if let Some(content) = req.body.as_ref().and_then(|b| b.get("content")) {
@@ -374,24 +407,14 @@ impl SecurityController {
         }
         let reset = req.boolean("reset")?.unwrap_or(false);
         let (id, source, version) = self
-            .create_user_with(req, ctx, Some(vec!["admin".to_owned()]), reset)
+            .create_user_with(
+                req,
+                ctx,
+                Some(vec!["admin".to_owned()]),
+                Some(FirstAdmin { reset, marker }),
+            )
             .await?;
         Ok(doc_result(&id, version, &source))
-    }
-
-    /// Whether a stored user holds profile `admin` (the store is authoritative across nodes).
-    async fn store_admin_exists(&self) -> Result<bool, KuzzleError> {
-        let users = self
-            .store
-            .list(USER, "", 0, None)
-            .await
-            .map_err(store_error)?;
-        Ok(users.docs.iter().any(|u| {
-            u.body
-                .get("profileIds")
-                .and_then(Value::as_array)
-                .is_some_and(|p| p.iter().any(|id| id.as_str() == Some("admin")))
-        }))
     }
 
     /// The writes of restrictDefaultRights: the six standard definitions, each replacing the current
@@ -437,13 +460,18 @@ impl SecurityController {
         ))
     }
 
-    pub(crate) fn get_user(&self, req: &Request) -> Result<Value, KuzzleError> {
+    pub(crate) async fn get_user(&self, req: &Request) -> Result<Value, KuzzleError> {
         let id = req.required_id()?;
         if id == ANONYMOUS_KUID {
             return Ok(anonymous_user());
         }
-        let user = self.cache.user(id).ok_or_else(|| not_found(id))?;
-        Ok(doc_result(id, user.version, &user.body))
+        let user = self
+            .cache
+            .user(id)
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| not_found(id))?;
+        Ok(doc_result(id, user.doc.version, &user.doc.body))
     }
 
     pub(crate) async fn update_user(
@@ -586,7 +614,10 @@ impl SecurityController {
                     expect: Expect::Version(login.version),
                 });
             }
-            for token in self.cache.tokens_of(id) {
+            for token in user_tokens(self.store.as_ref(), id)
+                .await
+                .map_err(store_error)?
+            {
                 ops.push(Op::Delete {
                     kind: TOKEN,
                     id: token,
@@ -605,9 +636,11 @@ impl SecurityController {
         ))
     }
 
-    pub(crate) fn user_rights(&self, req: &Request) -> Result<Value, KuzzleError> {
+    pub(crate) async fn user_rights(&self, req: &Request) -> Result<Value, KuzzleError> {
         let id = req.required_id()?;
-        let ids = profile_ids(&self.cache, id).ok_or_else(|| not_found(id))?;
+        let ids = profile_ids(&self.cache, id)
+            .await?
+            .ok_or_else(|| not_found(id))?;
         let snapshot = self.cache.snapshot();
         Ok(rights_listing(
             snapshot.as_ref(),

@@ -120,6 +120,10 @@ pub struct SecuritySection {
     /// its logins and refused tokens get `api.process.too_many_logins_requests` for the rest of the
     /// minute; 0 = unlimited.
     pub failed_auth_per_minute_per_ip: u32,
+    /// Users kept in this node's memory (a bounded cache over the store; a miss is a store read).
+    pub cached_users: usize,
+    /// Token records kept in this node's memory (likewise).
+    pub cached_tokens: usize,
 }
 
 impl Default for SecuritySection {
@@ -134,6 +138,8 @@ impl Default for SecuritySection {
             logins_per_second: 1,
             logins_per_second_per_ip: 10,
             failed_auth_per_minute_per_ip: 30,
+            cached_users: 100_000,
+            cached_tokens: 100_000,
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod config;
 pub mod server_controller;
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -22,8 +23,8 @@ use tollgate_core::{Controller, Funnel, FunnelConfig, Gate, Router, Shutdown, Up
 use tollgate_http::{HttpConfig, HttpFrontend};
 use tollgate_security::tokens::Secret;
 use tollgate_security::{
-    AuthController, AuthFailures, GateConfig, HashCost, Passwords, SecurityCache, SecurityConfig,
-    SecurityController, SecurityGate, TokenConfig,
+    AuthController, AuthFailures, CacheLimits, GateConfig, HashCost, Passwords, SecurityCache,
+    SecurityConfig, SecurityController, SecurityGate, TokenConfig,
 };
 use tollgate_storage::memory::MemoryStore;
 use tollgate_storage::postgres::PostgresStore;
@@ -97,6 +98,44 @@ impl HealthProbe for StoreProbe {
     }
 }
 
+/// How often the store is pinged for `/_ready`, and how long a ping may take.
+const STORE_CHECK_EVERY: Duration = Duration::from_secs(1);
+const STORE_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A flag that follows whether the store answers, pinged every second until shutdown: `/_ready`
+/// goes unready while the store is down and ready again by itself once it answers.
+fn store_up(store: Arc<dyn Store>, shutdown: &Shutdown) -> Arc<AtomicBool> {
+    let up = Arc::new(AtomicBool::new(true));
+    let flag = Arc::clone(&up);
+    let weak = Arc::downgrade(&store);
+    drop(store);
+    let stop = shutdown.clone();
+    shutdown.spawn(async move {
+        let mut tick = tokio::time::interval(STORE_CHECK_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.triggered() => return,
+                _ = tick.tick() => {}
+            }
+            let Some(store) = weak.upgrade() else { return };
+            let ok = matches!(
+                tokio::time::timeout(STORE_CHECK_TIMEOUT, store.ping()).await,
+                Ok(Ok(()))
+            );
+            drop(store);
+            if flag.swap(ok, Ordering::Relaxed) != ok {
+                if ok {
+                    tracing::info!("the store answers again: ready");
+                } else {
+                    tracing::warn!("the store does not answer: not ready");
+                }
+            }
+        }
+    });
+    up
+}
+
 /// Opens the configured store.
 async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
     Ok(match config.storage.engine.as_str() {
@@ -143,7 +182,15 @@ impl Server {
 
         let store = open_store(&config).await?;
         tollgate_security::bootstrap(store.as_ref()).await?;
-        let cache = SecurityCache::start(Arc::clone(&store)).await?;
+        tollgate_security::migrate_token_ids(store.as_ref()).await?;
+        let cache = SecurityCache::start(
+            Arc::clone(&store),
+            CacheLimits {
+                users: config.security.cached_users,
+                tokens: config.security.cached_tokens,
+            },
+        )
+        .await?;
         let catalog = Catalog::new(Arc::clone(&store));
         let secret = load_secret(store.as_ref(), config.security.jwt_secret.as_deref()).await?;
         let passwords = Passwords::new(HashCost {
@@ -193,7 +240,6 @@ impl Server {
 
         let gate: Arc<dyn Gate> = Arc::new(SecurityGate::new(
             Arc::clone(&cache),
-            Arc::clone(&store),
             secret,
             GateConfig {
                 logins_per_second: config.security.logins_per_second,
@@ -206,16 +252,19 @@ impl Server {
             Arc::clone(&store),
             shutdown.clone(),
         ));
-        let funnel = Arc::new(Funnel::new(
-            router,
-            gate,
-            FunnelConfig {
-                concurrent_requests: config.limits.concurrent_requests,
-                requests_buffer_size: config.limits.requests_buffer_size,
-                allowed_origins: config.http.allowed_origins.clone(),
-            },
-            shutdown.clone(),
-        ));
+        let funnel = Arc::new(
+            Funnel::new(
+                router,
+                gate,
+                FunnelConfig {
+                    concurrent_requests: config.limits.concurrent_requests,
+                    requests_buffer_size: config.limits.requests_buffer_size,
+                    allowed_origins: config.http.allowed_origins.clone(),
+                },
+                shutdown.clone(),
+            )
+            .with_services_up(store_up(Arc::clone(&store), &shutdown)),
+        );
         let ws: Arc<dyn UpgradeAcceptor> = Arc::new(WsFrontend::new(
             Arc::clone(&funnel),
             WsConfig {
@@ -441,15 +490,12 @@ async fn load_secret(store: &dyn Store, configured: Option<&str>) -> Result<Secr
 /// Periodic chores until shutdown: warn while the install is open to anyone, purge expired tokens.
 async fn housekeeping(cache: Arc<SecurityCache>, store: Arc<dyn Store>, shutdown: Shutdown) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
+    // Both chores read the store (users, tokens): once at start, then every ten minutes.
+    let mut round: u64 = 0;
     loop {
         tokio::select! {
             _ = shutdown.triggered() => return,
             _ = tick.tick() => {}
-        }
-        if !cache.admin_exists() {
-            tracing::warn!(
-                "no admin user exists: create one with security:createFirstAdmin (reset: true)"
-            );
         }
         let snapshot = cache.snapshot();
         if snapshot
@@ -461,20 +507,20 @@ async fn housekeeping(cache: Arc<SecurityCache>, store: Arc<dyn Store>, shutdown
                 "the anonymous role grants every action (*:*): anyone can call anything"
             );
         }
+        round += 1;
+        if round % 10 != 1 {
+            continue;
+        }
+        match tollgate_security::admin_exists(store.as_ref()).await {
+            Ok(false) => tracing::warn!(
+                "no admin user exists: create one with security:createFirstAdmin (reset: true)"
+            ),
+            Ok(true) => {}
+            Err(error) => tracing::warn!(%error, "cannot tell whether an admin exists"),
+        }
         let now = i64::try_from(tollgate_security::now_ms()).unwrap_or(i64::MAX);
-        for chunk in cache.expired_tokens(now).chunks(500) {
-            let ops = chunk
-                .iter()
-                .map(|id| Op::Delete {
-                    kind: tollgate_security::TOKEN,
-                    id: id.clone(),
-                    expect: Expect::Any,
-                })
-                .collect();
-            if let Err(error) = store.commit(ops).await {
-                tracing::warn!(%error, "purging expired tokens failed");
-                break;
-            }
+        if let Err(error) = tollgate_security::purge_expired_tokens(store.as_ref(), now).await {
+            tracing::warn!(%error, "purging expired tokens failed");
         }
     }
 }

@@ -114,6 +114,10 @@ pub enum StoreError {
     /// Stored data could not be read back (e.g. invalid JSON).
     #[error("storage corrupted: {0}")]
     Corrupt(String),
+    /// The batch committed (it is durable), but the node that made it did not see it come back on
+    /// its change feed in time, so it cannot confirm that its own reads show it yet.
+    #[error("change {seq} committed but not applied by this node in time")]
+    NotApplied { seq: u64 },
 }
 
 impl StoreError {
@@ -126,6 +130,13 @@ impl StoreError {
             StoreError::Corrupt(_) => KuzzleError::new(
                 &SERVICES_STORAGE_UNEXPECTED_ERROR,
                 vec![json!("stored data could not be read")],
+            ),
+            StoreError::NotApplied { .. } => KuzzleError::new(
+                &SERVICES_STORAGE_UNEXPECTED_ERROR,
+                vec![json!(
+                    "the change was saved, but this node could not confirm it in time: \
+                     read it back before retrying"
+                )],
             ),
             // Callers turn conflicts into their own answers; one that reaches here is a bug.
             StoreError::Conflict { .. } => KuzzleError::new(
@@ -141,6 +152,9 @@ impl StoreError {
             StoreError::Unavailable(detail) => tracing::error!(%detail, "storage unavailable"),
             StoreError::Corrupt(detail) => tracing::error!(%detail, "stored data is unreadable"),
             StoreError::Conflict { index } => tracing::error!(index, "unhandled storage conflict"),
+            StoreError::NotApplied { seq } => {
+                tracing::error!(seq, "committed change not applied by this node in time");
+            }
         }
     }
 
@@ -150,6 +164,7 @@ impl StoreError {
             StoreError::Unavailable(_) => "storage unavailable",
             StoreError::Corrupt(_) => "stored data unreadable",
             StoreError::Conflict { .. } => "write conflict",
+            StoreError::NotApplied { .. } => "change not applied in time",
         }
     }
 }
