@@ -826,6 +826,18 @@ async fn scaleout_nodes_recover_from_a_database_restart() {
             error_answer(node, "security", "createRole", "down", NOT_CONNECTED)
         );
     }
+    // What a load balancer's health check sees meanwhile (recorded, not asserted: readiness while
+    // the database is down is not settled yet).
+    for (node, server) in [("a", a), ("b", b)] {
+        let ready = http_once(server.addr, "GET", "/_ready", &[], b"").await;
+        let health = http_once(server.addr, "GET", "/_healthCheck", &[], b"").await;
+        eprintln!(
+            "scaleout: database down: node {node}: GET /_ready {}, GET /_healthCheck {} {}",
+            ready.status,
+            health.status,
+            health.text()
+        );
+    }
     let during = (count_a(), count_b());
     let started = Instant::now();
     down.start().await;
