@@ -162,8 +162,8 @@ async fn now_anonymous(c: &mut WsClient, request_id: &str) -> String {
 }
 
 /// Roles `clock` (`server:now`) and `info` (`server:info`, not `server:now`), both with
-/// `auth:logout`, profile `p` = `clock`, user `u1`
-/// of `p`, made as `admin` on `s`; returns u1's token.
+/// `auth:logout`, profile `p` = `clock`, user `u1` of `p`, made as `admin` on `s`; returns u1's
+/// token.
 async fn rights_fixture(s: &TestServer, admin: &str) -> String {
     let mut c = s.ws().await;
     for r in [
@@ -615,8 +615,9 @@ fn served_gen(r: &Value) -> Option<u64> {
     )
 }
 
-/// 5b. A deletes and re-creates a profile again and again (each new copy at a lower `_version` than
-/// the one before it); B, polled throughout, never serves a copy older than one it has already
+/// 5b. A deletes and re-creates a profile again and again (the first new copy at a lower `_version`
+/// than the old one, 1 after 4, and every later one at 1 again: a cache keeping the highest version
+/// would keep the old copy); B, polled throughout, never serves a copy older than one it has already
 /// served or than a deletion it has already shown, and ends on the last copy.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(no_pg, ignore = "TOLLGATE_TEST_PG_URL not set (PostgreSQL)")]
@@ -652,7 +653,7 @@ async fn scaleout_b_never_serves_a_deleted_profile_again() {
     let poller = {
         let done = Arc::clone(&done);
         tokio::spawn(async move {
-            // (gen served or None, the last gen A had acknowledged when the request was sent).
+            // The gen B served at each poll, or None for not found.
             let mut seen = Vec::new();
             while !done.load(Ordering::Acquire) {
                 let r = get_profile(&mut cb, "flip").await;
