@@ -915,7 +915,24 @@ struct Nginx {
 }
 
 impl Drop for Nginx {
+    /// A fast shutdown (SIGTERM to the master, which stops its workers and waits for them), then
+    /// SIGKILL if it is still running after 10 s. A SIGKILL alone would leave the workers running.
     fn drop(&mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill")
+            .args(["-TERM", pid.as_str()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        eprintln!("nginx did not stop on SIGTERM within 10 s: killed, its workers may be left");
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -1017,7 +1034,8 @@ impl Nginx {
             .args(["-g", "daemon off;"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            // Its messages go to the error log (-e), read on failure.
+            .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| {
                 tollgate_testkit::missing_service(test, "nginx", &format!("cannot run nginx: {e}"))
@@ -1161,7 +1179,7 @@ async fn scaleout_nginx_balances_http_and_websocket_over_both_nodes() {
 #[cfg_attr(all(no_nginx, not(no_pg)), ignore = "nginx not found on the PATH")]
 #[cfg_attr(
     all(not(no_nginx), not(no_pg)),
-    ignore = "defect: Tollgate answers 413 and closes without reading the body; nginx, still sending it, gets a reset and answers 502 Bad Gateway"
+    ignore = "defect (racy, 5 of 8 runs): Tollgate answers 413 and closes without reading the body; nginx, still sending it, gets a broken pipe and answers 502 Bad Gateway"
 )]
 async fn scaleout_nginx_passes_tollgates_413_for_an_oversized_body() {
     let test = "scaleout_nginx_passes_tollgates_413_for_an_oversized_body";
