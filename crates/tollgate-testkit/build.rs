@@ -12,6 +12,8 @@
 //! | --- | --- | --- |
 //! | `no_node` | Node.js, for the official SDK tests (`tests/it/sdk.rs`) | `node --version` succeeds |
 //! | `no_pg` | PostgreSQL | `TOLLGATE_TEST_PG_URL` is set and not empty |
+//! | `no_pg_restart` | a command stopping and starting that PostgreSQL (`tests/it/scaleout.rs`) | `TOLLGATE_TEST_PG_RESTART` is set and not empty |
+//! | `no_nginx` | nginx, the load balancer of `docs/scale-out.md` (`tests/it/scaleout.rs`) | `nginx -v` succeeds |
 //!
 //! To add a service: one line in [`SERVICES`], then the `cfg_attr` on its tests.
 
@@ -30,6 +32,8 @@ enum Probe {
 const SERVICES: &[(&str, Probe)] = &[
     ("no_node", Probe::Program("node", &["--version"])),
     ("no_pg", Probe::EnvVar("TOLLGATE_TEST_PG_URL")),
+    ("no_pg_restart", Probe::EnvVar("TOLLGATE_TEST_PG_RESTART")),
+    ("no_nginx", Probe::Program("nginx", &["-v"])),
 ];
 
 /// The first `program` on the `PATH`.

@@ -19,6 +19,8 @@ use tollgate_core::{ActionDef, Context, Controller, route};
 use tollgate_protocol::{KuzzleError, Request};
 use tollgate_server::{Config, Extensions, Server};
 
+pub mod pg;
+
 /// The node id every test server reports.
 pub const NODE: &str = "knode-tollgate-1";
 
@@ -374,19 +376,28 @@ pub fn missing_service(test: &str, service: &str, probe: &str) -> ! {
 
 /// Polls `condition` every 5 ms until it holds, and panics with `what` if it still does not after
 /// [`TIMEOUT`]: a wait on an observable state, instead of a sleep whose length is a guess.
-pub async fn wait_until<F, Fut>(what: &str, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
+/// `condition` may be an async closure that keeps state between its calls (a client, the last
+/// answer).
+pub async fn wait_until(what: &str, condition: impl AsyncFnMut() -> bool) {
+    wait_within(what, TIMEOUT, condition).await;
+}
+
+/// [`wait_until`] with its own bound; returns how long it took for `condition` to hold.
+pub async fn wait_within(
+    what: &str,
+    bound: Duration,
+    mut condition: impl AsyncFnMut() -> bool,
+) -> Duration {
+    let start = tokio::time::Instant::now();
+    let deadline = start + bound;
     while !condition().await {
         assert!(
             tokio::time::Instant::now() < deadline,
-            "still not the case after {TIMEOUT:?}: {what}"
+            "still not the case after {bound:?}: {what}"
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    start.elapsed()
 }
 
 /// `test:hold` (`GET /_test/hold`): holds every request until the test releases them, and records

@@ -8,6 +8,7 @@ mod http;
 mod lifecycle;
 mod profiles;
 mod roles;
+mod scaleout;
 mod sdk;
 mod security;
 mod shutdown;

@@ -3,10 +3,15 @@
 //! `sdk-tests/profile_lifecycle.mjs` (the security profile lifecycle) and `sdk-tests/auth_flow.mjs`
 //! (createFirstAdmin with reset, login, checkToken, getCurrentUser, logout, revoked token).
 //!
+//! Each script runs against a server on the default store (SQLite) and, in the `_postgresql`
+//! variants, against a node storing its data in PostgreSQL (a schema of its own in
+//! `TOLLGATE_TEST_PG_URL`, `tollgate_testkit::pg`).
+//!
 //! Without Node.js on the PATH when the tests are built, they are ignored (cfg `no_node`, set by
-//! `build.rs`), which cargo's summary shows. With `CI=true` they always run: a missing Node.js, or an
-//! `npm ci` that fails, fails them. When `sdk-tests/node_modules` lacks the SDK, `npm ci` installs it
-//! first (once per test run).
+//! `build.rs`), which cargo's summary shows; so are the `_postgresql` variants without
+//! `TOLLGATE_TEST_PG_URL` (cfg `no_pg`). With `CI=true` they always run: a missing Node.js or
+//! PostgreSQL, or an `npm ci` that fails, fails them. When `sdk-tests/node_modules` lacks the SDK,
+//! `npm ci` installs it first (once per test run).
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -14,6 +19,7 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use tollgate_testkit::pg::PgSchema;
 use tollgate_testkit::{TestServer, missing_service};
 
 /// How long one run of the SDK script may take (the script gives up by itself after 20 s).
@@ -132,9 +138,23 @@ fn install_sdk(sdk_dir: &Path) -> Result<(), String> {
     }
 }
 
+/// The store of the server an SDK script runs against.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    /// The default: SQLite in the server's data directory.
+    Default,
+    /// A fresh PostgreSQL schema.
+    Postgres,
+}
+
 /// Runs the SDK script `sdk-tests/<script>` with the SDK's `protocol` (`websocket` or `http`)
 /// against a fresh server, and checks that it prints `ok <protocol>` and exits 0.
 async fn run_sdk_script(test: &str, script: &str, protocol: &'static str) {
+    run_sdk_script_on(test, script, protocol, Backend::Default).await;
+}
+
+/// [`run_sdk_script`] against a server on `backend`.
+async fn run_sdk_script_on(test: &str, script: &str, protocol: &'static str, backend: Backend) {
     if !node_available() {
         missing_service(test, "Node.js", "`node --version` failed");
     }
@@ -148,7 +168,24 @@ async fn run_sdk_script(test: &str, script: &str, protocol: &'static str) {
         panic!("{test}: cannot install the Kuzzle SDK: {e}");
     }
 
-    let server = TestServer::start().await;
+    let pg = match backend {
+        Backend::Default => None,
+        Backend::Postgres => Some(PgSchema::create(test).await),
+    };
+    let server = match &pg {
+        None => TestServer::start().await,
+        // The node id stays the harness's: the scripts do not look at it.
+        Some(pg) => {
+            TestServer::start_with(
+                |c| {
+                    pg.configure(c, "a");
+                    c.server.node_id = Some(tollgate_testkit::NODE.to_owned());
+                },
+                vec![],
+            )
+            .await
+        }
+    };
     let port = server.addr.port().to_string();
     let mut node = Command::new("node");
     node.arg(Path::new("sdk-tests").join(script))
@@ -159,6 +196,9 @@ async fn run_sdk_script(test: &str, script: &str, protocol: &'static str) {
         .unwrap_or_else(|e| panic!("node task: {e}"))
         .unwrap_or_else(|e| panic!("{test}: {e}"));
     server.stop().await;
+    if let Some(pg) = pg {
+        pg.finish().await;
+    }
 
     let expected = format!("ok {protocol}");
     assert!(
@@ -200,4 +240,68 @@ async fn sdk_auth_flow_websocket() {
 #[cfg_attr(no_node, ignore = "Node.js not found on the PATH")]
 async fn sdk_auth_flow_http() {
     run_sdk_script("sdk_auth_flow_http", "auth_flow.mjs", "http").await;
+}
+
+#[tokio::test]
+#[cfg_attr(no_node, ignore = "Node.js not found on the PATH")]
+#[cfg_attr(
+    all(no_pg, not(no_node)),
+    ignore = "TOLLGATE_TEST_PG_URL not set (PostgreSQL)"
+)]
+async fn sdk_profile_lifecycle_websocket_postgresql() {
+    run_sdk_script_on(
+        "sdk_profile_lifecycle_websocket_postgresql",
+        "profile_lifecycle.mjs",
+        "websocket",
+        Backend::Postgres,
+    )
+    .await;
+}
+
+#[tokio::test]
+#[cfg_attr(no_node, ignore = "Node.js not found on the PATH")]
+#[cfg_attr(
+    all(no_pg, not(no_node)),
+    ignore = "TOLLGATE_TEST_PG_URL not set (PostgreSQL)"
+)]
+async fn sdk_profile_lifecycle_http_postgresql() {
+    run_sdk_script_on(
+        "sdk_profile_lifecycle_http_postgresql",
+        "profile_lifecycle.mjs",
+        "http",
+        Backend::Postgres,
+    )
+    .await;
+}
+
+#[tokio::test]
+#[cfg_attr(no_node, ignore = "Node.js not found on the PATH")]
+#[cfg_attr(
+    all(no_pg, not(no_node)),
+    ignore = "TOLLGATE_TEST_PG_URL not set (PostgreSQL)"
+)]
+async fn sdk_auth_flow_websocket_postgresql() {
+    run_sdk_script_on(
+        "sdk_auth_flow_websocket_postgresql",
+        "auth_flow.mjs",
+        "websocket",
+        Backend::Postgres,
+    )
+    .await;
+}
+
+#[tokio::test]
+#[cfg_attr(no_node, ignore = "Node.js not found on the PATH")]
+#[cfg_attr(
+    all(no_pg, not(no_node)),
+    ignore = "TOLLGATE_TEST_PG_URL not set (PostgreSQL)"
+)]
+async fn sdk_auth_flow_http_postgresql() {
+    run_sdk_script_on(
+        "sdk_auth_flow_http_postgresql",
+        "auth_flow.mjs",
+        "http",
+        Backend::Postgres,
+    )
+    .await;
 }
