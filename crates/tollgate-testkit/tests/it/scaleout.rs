@@ -525,7 +525,6 @@ async fn first_admin_round(test: &str, per_node: usize) {
 /// gets `api.process.admin_exists` (412). Three rounds, each on a fresh schema.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(no_pg, ignore = "TOLLGATE_TEST_PG_URL not set (PostgreSQL)")]
-#[cfg_attr(not(no_pg), ignore = "needs the store-level createFirstAdmin guard")]
 async fn scaleout_first_admin_race_has_one_winner() {
     for round in 0..3 {
         first_admin_round(&format!("scaleout_first_admin_race_{round}"), 3).await;
@@ -828,15 +827,19 @@ async fn scaleout_nodes_recover_from_a_database_restart() {
             error_answer(node, "security", "createRole", "down", NOT_CONNECTED)
         );
     }
-    // What a load balancer's health check sees meanwhile (recorded, not asserted: readiness while
-    // the database is down is not settled yet).
+    // A load balancer's readiness check takes both nodes out while the database is down (the
+    // store is pinged every second), and the health check says why.
     for (node, server) in [("a", a), ("b", b)] {
-        let ready = http_once(server.addr, "GET", "/_ready", &[], b"").await;
+        let took = wait_within(
+            &format!("node {node} unready while the database is down"),
+            RECOVERY_BOUND,
+            async || http_once(server.addr, "GET", "/_ready", &[], b"").await.status == 503,
+        )
+        .await;
         let health = http_once(server.addr, "GET", "/_healthCheck", &[], b"").await;
+        assert_eq!(health.status, 500, "{}", health.text());
         eprintln!(
-            "scaleout: database down: node {node}: GET /_ready {}, GET /_healthCheck {} {}",
-            ready.status,
-            health.status,
+            "scaleout: database down: node {node}: GET /_ready 503 after {took:?}, GET /_healthCheck {}",
             health.text()
         );
     }
@@ -854,6 +857,15 @@ async fn scaleout_nodes_recover_from_a_database_restart() {
     )
     .await;
     eprintln!("scaleout: both nodes acknowledged writes {took:?} after the start");
+    for (node, server) in [("a", a), ("b", b)] {
+        let took = wait_within(
+            &format!("node {node} ready again"),
+            RECOVERY_BOUND,
+            async || http_once(server.addr, "GET", "/_ready", &[], b"").await.status == 200,
+        )
+        .await;
+        eprintln!("scaleout: node {node} ready again {took:?} after the start");
+    }
     stop.store(true, Ordering::Release);
     for w in writers {
         w.await.unwrap_or_else(|e| panic!("writer: {e}"));
