@@ -260,6 +260,10 @@ impl std::fmt::Debug for SecurityCache {
 /// not confirm it.
 pub const APPLY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a writer waits for the other live nodes sharing the store to apply its change before
+/// answering anyway (a node that does not answer for longer stops counting as live).
+pub const PEER_APPLY_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// A committed change this node did not apply within [`APPLY_TIMEOUT`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NotApplied {
@@ -345,6 +349,10 @@ impl SecurityCache {
                 }
                 if let Some(seq) = seq {
                     cache.applied.send_replace(seq);
+                    // The other nodes' writers wait for this.
+                    if let Some(store) = weak_store.upgrade() {
+                        store.applied(seq);
+                    }
                 }
             }
         });
@@ -385,6 +393,7 @@ impl SecurityCache {
                 self.current.store(Arc::new(next));
             }
             self.applied.send_replace(seq);
+            store.applied(seq);
             if changes.len() < PAGE {
                 return Ok(seq);
             }
@@ -410,6 +419,7 @@ impl SecurityCache {
         self.tokens.entries.clear();
         self.current.store(Arc::new(snapshot));
         self.applied.send_replace(raw.seq);
+        store.applied(raw.seq);
         Ok(raw.seq)
     }
 

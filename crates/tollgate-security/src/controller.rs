@@ -23,7 +23,7 @@ use tollgate_protocol::errors::{
 use tollgate_protocol::{ArgRef, KuzzleError, Payload, Request};
 use tollgate_storage::{Committed, Doc, Expect, Op, Store, StoreError};
 
-use crate::cache::{CachedDoc, SecurityCache};
+use crate::cache::{CachedDoc, PEER_APPLY_TIMEOUT, SecurityCache};
 use crate::passwords::Passwords;
 use crate::rights::rights_listing;
 use crate::validate::{self, ProfileChecks, RESERVED_KEYS};
@@ -79,7 +79,7 @@ impl SecurityController {
     }
 }
 
-/// Commits `ops`, then waits until `cache` has applied them.
+/// Commits `ops`, then waits until `cache` has applied them, and the other live nodes too.
 pub(crate) async fn commit_visible(
     store: &dyn Store,
     cache: &SecurityCache,
@@ -90,6 +90,16 @@ pub(crate) async fn commit_visible(
         .wait_for(committed.seq)
         .await
         .map_err(|n| StoreError::NotApplied { seq: n.seq })?;
+    // Several nodes on one store: the answer waits until the other live nodes follow the change too,
+    // so that the client's next request, wherever the load balancer sends it, sees it.
+    let behind = store.peers_applied(committed.seq, PEER_APPLY_TIMEOUT).await;
+    if !behind.is_empty() {
+        tracing::warn!(
+            seq = committed.seq,
+            nodes = ?behind,
+            "nodes did not apply a change in time; answering anyway"
+        );
+    }
     Ok(committed)
 }
 

@@ -13,6 +13,7 @@
 //! protocol path).
 
 pub mod memory;
+pub mod peers;
 pub mod postgres;
 pub mod sqlite;
 
@@ -345,6 +346,18 @@ pub trait Store: Send + Sync + 'static {
     /// Whether the store answers.
     async fn ping(&self) -> Result<(), StoreError>;
     fn engine(&self) -> EngineInfo;
+    /// Tells the other nodes sharing the store that this node has applied every change up to `seq`
+    /// (its cache follows them). Backends with one node only have nobody to tell.
+    fn applied(&self, _seq: u64) {}
+    /// Waits, at most `timeout`, until every other live node sharing the store has applied `seq`;
+    /// returns the nodes that still had not (empty: all had, or there is no other node).
+    async fn peers_applied(&self, _seq: u64, _timeout: std::time::Duration) -> Vec<String> {
+        Vec::new()
+    }
+    /// The other live nodes sharing the store, as last heard from.
+    fn peers(&self) -> Vec<peers::PeerState> {
+        Vec::new()
+    }
 }
 
 #[cfg(test)]

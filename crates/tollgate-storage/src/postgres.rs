@@ -452,6 +452,8 @@ pub struct PostgresStore {
     version: String,
     publisher: JoinHandle<()>,
     listener: JoinHandle<()>,
+    /// The other nodes of this schema and what each has applied.
+    peers: crate::peers::Peers,
     #[cfg_attr(not(test), allow(dead_code))]
     faults: Arc<Faults>,
 }
@@ -610,6 +612,11 @@ impl PostgresStore {
             Arc::clone(&wakeup),
             seq,
         ));
+        let peers = crate::peers::Peers::start(
+            config.clone(),
+            inner.schema.clone(),
+            inner.instance.clone(),
+        );
         let mut listen_config = config;
         let app = listen_config.get_application_name().unwrap_or("tollgate");
         let listen_app = format!("{app}-listen");
@@ -627,6 +634,7 @@ impl PostgresStore {
             version,
             publisher,
             listener,
+            peers,
             faults,
         })
     }
@@ -1433,6 +1441,18 @@ impl Store for PostgresStore {
             kind: "postgresql",
             version: self.version.clone(),
         }
+    }
+
+    fn applied(&self, seq: u64) {
+        self.peers.applied(seq);
+    }
+
+    async fn peers_applied(&self, seq: u64, timeout: Duration) -> Vec<String> {
+        self.peers.wait(seq, timeout).await
+    }
+
+    fn peers(&self) -> Vec<crate::peers::PeerState> {
+        self.peers.live()
     }
 }
 
