@@ -35,8 +35,8 @@ use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tollgate_core::{ConnectionInfo, Funnel, Protocol, Shutdown, UpgradeAcceptor};
 use tollgate_protocol::errors::{
-    API_PROCESS_OVERLOADED, NETWORK_HTTP_UNEXPECTED_ERROR, NETWORK_HTTP_UNSUPPORTED_VERB,
-    NETWORK_HTTP_URL_NOT_FOUND, NETWORK_HTTP_VOLATILE_PARSE_FAILED,
+    API_PROCESS_OVERLOADED, NETWORK_HTTP_REQUEST_TOO_LARGE, NETWORK_HTTP_UNEXPECTED_ERROR,
+    NETWORK_HTTP_UNSUPPORTED_VERB, NETWORK_HTTP_URL_NOT_FOUND, NETWORK_HTTP_VOLATILE_PARSE_FAILED,
 };
 use tollgate_protocol::{Encoding, KuzzleError, Request, Response, new_request_id, to_json_bytes};
 
@@ -97,6 +97,10 @@ pub const MAX_HEAD_SIZE_LIMIT: usize = 65_536;
 
 /// Bodies larger than this (bytes) are decoded and parsed on a blocking thread.
 const LARGE_BODY: usize = 64 * 1024;
+
+/// The most of a body over the size limit that is read (and dropped) before the 413 is sent; past
+/// it, the 413 goes out and the connection is closed.
+const DRAIN_MAX: usize = 64 * 1024 * 1024;
 
 /// Bytes → KiB permits of the body budget, rounded up.
 fn kib(bytes: usize) -> usize {
@@ -297,10 +301,24 @@ impl HttpFrontend {
             return self.finish(StatusCode::OK, Vec::new(), &reply);
         }
 
-        let (parts, incoming) = req.into_parts();
+        let (parts, mut incoming) = req.into_parts();
         // Held until the answer is ready: the body's bytes count against the shared budget.
-        let (body, _budget) = match self.read_body(&parts.headers, incoming).await {
+        let (body, _budget) = match self.read_body(&parts.headers, &mut incoming).await {
             Ok(read) => read,
+            Err(BodyError::Refused(e)) if e.id() == NETWORK_HTTP_REQUEST_TOO_LARGE.id => {
+                // The rest of the body is read and dropped before the answer, so that a client
+                // (or a proxy) still sending it gets the 413 rather than a reset connection.
+                let drained = self.drain(&mut incoming).await;
+                let status = e.status();
+                let mut response =
+                    self.finish_json(status, to_json_bytes(&e, reply.pretty), &reply);
+                if !drained {
+                    response
+                        .headers_mut()
+                        .insert(CONNECTION, HeaderValue::from_static("close"));
+                }
+                return response;
+            }
             Err(BodyError::Refused(e)) => {
                 let status = e.status();
                 return self.finish_json(status, to_json_bytes(&e, reply.pretty), &reply);
@@ -364,7 +382,7 @@ impl HttpFrontend {
     async fn read_body(
         &self,
         headers: &HeaderMap,
-        mut incoming: Incoming,
+        incoming: &mut Incoming,
     ) -> Result<(Option<Value>, Option<OwnedSemaphorePermit>), BodyError> {
         let max = self.config.max_request_size;
         let declared = headers
@@ -396,7 +414,7 @@ impl HttpFrontend {
                     })?,
             );
             raw.reserve(raw_share.min(64 * 1024));
-            self.receive(&mut incoming, &mut raw).await?;
+            self.receive(incoming, &mut raw).await?;
         }
         let layers = self.config.max_encoding_layers;
         let decode = {
@@ -416,6 +434,30 @@ impl HttpFrontend {
             decode()?
         };
         Ok((value, budget))
+    }
+
+    /// Reads what is left of a refused body and drops it: at most [`DRAIN_MAX`] bytes, within the
+    /// body timeout. True when the body ended (the connection can be kept).
+    async fn drain(&self, incoming: &mut Incoming) -> bool {
+        if incoming.is_end_stream() {
+            return true;
+        }
+        let deadline = tokio::time::Instant::now() + self.config.body_timeout;
+        let mut dropped: usize = 0;
+        loop {
+            match tokio::time::timeout_at(deadline, incoming.frame()).await {
+                Ok(None) => return true,
+                Ok(Some(Ok(frame))) => {
+                    if let Ok(data) = frame.into_data() {
+                        dropped = dropped.saturating_add(data.len());
+                        if dropped > DRAIN_MAX {
+                            return false;
+                        }
+                    }
+                }
+                Ok(Some(Err(_))) | Err(_) => return false,
+            }
+        }
     }
 
     /// Receives the body's bytes into `raw`, within the size limit and the body deadline.

@@ -286,6 +286,31 @@ async fn oversized_body_is_413() {
     );
 }
 
+/// A client (or a proxy) that sends a whole oversized body before reading gets the 413, not a reset
+/// connection: the rest of the body is read and dropped, and the connection stays usable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_body_sent_whole_gets_the_413_and_keeps_the_connection() {
+    let s = TestServer::start_with(|c| c.server.max_request_size = 1000, vec![]).await;
+    let mut conn = s.http().await;
+    // Far more than the socket buffers hold: the write completes only if the server reads it.
+    let big = vec![b' '; 4 * 1024 * 1024];
+    let r = conn.request("POST", "/_query", &[], &big).await;
+    assert_eq!(r.status_line, "HTTP/1.1 413 Payload Too Large");
+    assert_eq!(
+        r.text(),
+        r#"{"code":50397185,"id":"network.http.request_too_large","message":"Maximum HTTP request size exceeded.","props":[],"status":413}"#
+    );
+    let r = conn
+        .request(
+            "POST",
+            "/_query",
+            &[],
+            br#"{"controller":"server","action":"now"}"#,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
 #[tokio::test]
 async fn content_type_and_charset_checks() {
     let s = TestServer::start().await;

@@ -1195,10 +1195,6 @@ async fn scaleout_nginx_balances_http_and_websocket_over_both_nodes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(no_pg, ignore = "TOLLGATE_TEST_PG_URL not set (PostgreSQL)")]
 #[cfg_attr(all(no_nginx, not(no_pg)), ignore = "nginx not found on the PATH")]
-#[cfg_attr(
-    all(not(no_nginx), not(no_pg)),
-    ignore = "defect (racy, 5 of 8 runs): Tollgate answers 413 and closes without reading the body; nginx, still sending it, gets a broken pipe and answers 502 Bad Gateway"
-)]
 async fn scaleout_nginx_passes_tollgates_413_for_an_oversized_body() {
     let test = "scaleout_nginx_passes_tollgates_413_for_an_oversized_body";
     let cluster = Cluster::start("scaleout_nginx_413").await;
