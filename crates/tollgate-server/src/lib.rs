@@ -94,7 +94,25 @@ impl HealthProbe for StoreProbe {
     }
     fn info(&self) -> serde_json::Value {
         let engine = self.0.engine();
-        serde_json::json!({"type": engine.kind, "version": engine.version})
+        let mut info = serde_json::json!({"type": engine.kind, "version": engine.version});
+        if engine.kind == "postgresql" {
+            // Several nodes may share this store: who they are, how far each has applied the
+            // change log, and the bounds a client can count on (`docs/scale-out.md`).
+            let peers: Vec<serde_json::Value> = self
+                .0
+                .peers()
+                .into_iter()
+                .map(|p| serde_json::json!({"node": p.node, "applied": p.applied, "heardMs": p.heard_ms}))
+                .collect();
+            info["cluster"] = serde_json::json!({
+                "peers": peers,
+                "writesWaitForPeersMs": tollgate_security::cache::PEER_APPLY_TIMEOUT.as_millis() as u64,
+                "peerLiveMs": tollgate_storage::peers::LIVE.as_millis() as u64,
+                "changeLogPollMs": tollgate_storage::postgres::POLL.as_millis() as u64,
+                "rateLimits": "per node",
+            });
+        }
+        info
     }
 }
 

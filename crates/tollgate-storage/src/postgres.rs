@@ -59,7 +59,7 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 /// One call of the store (or one group commit) at most, client side.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// The publisher reads the change log at least this often, whatever the notifications.
-const POLL: Duration = Duration::from_secs(1);
+pub const POLL: Duration = Duration::from_secs(1);
 /// Batches grouped into one transaction at most. Each batch that writes is a subtransaction (its
 /// savepoint); past 64 in one transaction PostgreSQL's per-backend subtransaction cache overflows,
 /// which slows every concurrent snapshot on the server, so groups stay within it.

@@ -292,6 +292,61 @@ async fn scaleout_update_profile_on_a_applies_to_the_next_request_on_b() {
     cluster.finish().await;
 }
 
+/// server:info of a node on PostgreSQL names the other node, how far it has applied the change log,
+/// and the bounds the nodes keep (`docs/scale-out.md`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(no_pg, ignore = "TOLLGATE_TEST_PG_URL not set (PostgreSQL)")]
+async fn scaleout_server_info_reports_the_other_node_and_the_bounds() {
+    let cluster = Cluster::start("scaleout_server_info").await;
+    let (a, b) = (&cluster.a, &cluster.b);
+    let mut ca = a.ws().await;
+    let mut cb = b.ws().await;
+    let mut info = Value::Null;
+    wait_until("A hears from B", async || {
+        info = ca.call(req("server", "info", json!({}))).await;
+        info["result"]["serverInfo"]["services"]["storageEngine"]["cluster"]["peers"]
+            .as_array()
+            .is_some_and(|p| p.len() == 1)
+    })
+    .await;
+    let mut cluster_info =
+        info["result"]["serverInfo"]["services"]["storageEngine"]["cluster"].clone();
+    let peer = cluster_info["peers"][0].take();
+    assert_eq!(
+        cluster_info,
+        json!({
+            "peers": [null],
+            "writesWaitForPeersMs": 1000,
+            "peerLiveMs": 3000,
+            "changeLogPollMs": 1000,
+            "rateLimits": "per node",
+        })
+    );
+    assert!(peer["node"].is_string(), "{peer}");
+    assert!(
+        peer["applied"].is_u64() && peer["heardMs"].as_u64() < Some(3000),
+        "{peer}"
+    );
+    // B applied what A wrote: its reported sequence number follows A's writes.
+    let before = peer["applied"].as_u64().unwrap_or(0);
+    let r = cb
+        .call(req(
+            "security",
+            "createProfile",
+            json!({"_id":"info-p","body":{"policies":[{"roleId":"default"}]}}),
+        ))
+        .await;
+    assert_eq!(r["status"], 200, "{r}");
+    wait_until("A sees B's applied sequence number move", async || {
+        let info = ca.call(req("server", "info", json!({}))).await;
+        info["result"]["serverInfo"]["services"]["storageEngine"]["cluster"]["peers"][0]["applied"]
+            .as_u64()
+            .is_some_and(|applied| applied > before)
+    })
+    .await;
+    cluster.finish().await;
+}
+
 /// 2. logout on A; the token is refused on B within the feed's bound.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(no_pg, ignore = "TOLLGATE_TEST_PG_URL not set (PostgreSQL)")]
