@@ -265,3 +265,118 @@ pub async fn bootstrap(store: &dyn Store) -> Result<usize, StoreError> {
     }
     Ok(created)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use tollgate_storage::memory::MemoryStore;
+
+    use crate::cache::{CacheLimits, SecurityCache};
+    use crate::gate::{TokenCheck, check_token};
+    use crate::tokens::Secret;
+
+    fn put(kind: &'static str, id: &str, body: Value) -> Op {
+        Op::Put {
+            kind,
+            id: id.to_owned(),
+            body,
+            expect: Expect::Any,
+        }
+    }
+
+    #[tokio::test]
+    async fn tokens_recorded_under_bare_hashes_stay_valid_after_the_move() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let secret = Secret::new(b"k").unwrap_or_else(|| panic!("secret"));
+        let now = now_ms() / 1000;
+        // 1,200 tokens of 3 users, recorded the way they were before per-user ids, and one new one.
+        let mut jwts = Vec::new();
+        let mut ops = vec![put(USER, "u0", json!({"profileIds": ["default"]}))];
+        for u in 1..3 {
+            ops.push(put(
+                USER,
+                &format!("u{u}"),
+                json!({"profileIds": ["default"]}),
+            ));
+        }
+        for i in 0..1_200u64 {
+            let kuid = format!("u{}", i % 3);
+            let jwt = tokens::issue(&secret, &kuid, now, Some(now + 3_600 + i));
+            let bare = tokens::token_id(&kuid, &jwt)
+                .rsplit(':')
+                .next()
+                .map(str::to_owned)
+                .unwrap_or_default();
+            ops.push(put(TOKEN, &bare, json!({"kuid": kuid, "expiresAt": -1})));
+            jwts.push((kuid, jwt));
+        }
+        store.commit(ops).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            migrate_token_ids(store.as_ref())
+                .await
+                .unwrap_or_else(|e| panic!("{e}")),
+            1_200
+        );
+        // Idempotent.
+        assert_eq!(
+            migrate_token_ids(store.as_ref())
+                .await
+                .unwrap_or_else(|e| panic!("{e}")),
+            0
+        );
+        let all = store
+            .list(TOKEN, "", 0, None)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(all.docs.len(), 1_200);
+        assert!(all.docs.iter().all(|d| !tokens::is_legacy_token_id(&d.id)));
+        assert_eq!(
+            user_tokens(store.as_ref(), "u1")
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+                .len(),
+            400
+        );
+        let cache = SecurityCache::start(Arc::clone(&store), CacheLimits::default())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        for (kuid, jwt) in jwts.iter().step_by(97) {
+            assert_eq!(
+                check_token(&secret, &cache, jwt).await,
+                Ok(TokenCheck::Valid {
+                    kuid: kuid.clone(),
+                    expires_at: -1
+                })
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn expired_tokens_are_purged_page_after_page() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let ops = (0..2_500)
+            .map(|i| {
+                let expires = if i % 2 == 0 { 1_000 } else { -1 };
+                put(
+                    TOKEN,
+                    &format!("u:{i:05}"),
+                    json!({"kuid": "u", "expiresAt": expires}),
+                )
+            })
+            .collect();
+        store.commit(ops).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            purge_expired_tokens(store.as_ref(), 2_000)
+                .await
+                .unwrap_or_else(|e| panic!("{e}")),
+            1_250
+        );
+        let left = store
+            .list(TOKEN, "", 0, None)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(left.docs.len(), 1_250);
+        assert!(left.docs.iter().all(|d| d.body["expiresAt"] == -1));
+    }
+}
