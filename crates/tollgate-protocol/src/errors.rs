@@ -112,6 +112,8 @@ error_table! {
     SECURITY_RIGHTS_UNAUTHORIZED = ("security.rights.unauthorized", 7, 3, 1, 401, "Unauthorized: authentication required to execute the action \"{controller}:{action}\".");
     /// `security.rights.forbidden`
     SECURITY_RIGHTS_FORBIDDEN = ("security.rights.forbidden", 7, 3, 2, 403, "Insufficient permissions to execute the action \"{controller}:{action}\" (User \"{kuid}\").");
+    /// `security.rights.lockout` (Tollgate's own: Kuzzle has no lock-out guard)
+    SECURITY_RIGHTS_LOCKOUT = ("security.rights.lockout", 7, 3, 51, 412, "This change would leave no user able to call security:updateProfile and security:updateRole. Send allowLockout: true to make it anyway.");
     /// `security.user.already_exists`
     SECURITY_USER_ALREADY_EXISTS = ("security.user.already_exists", 7, 4, 1, 412, "User {id} already exists.");
     /// `security.user.not_found`
@@ -358,6 +360,7 @@ mod tests {
         ("security.credentials.rejected", 117571587, 400),
         ("security.rights.unauthorized", 117637121, 401),
         ("security.rights.forbidden", 117637122, 403),
+        ("security.rights.lockout", 117637171, 412),
         ("security.user.already_exists", 117702657, 412),
         ("security.user.not_found", 117702658, 404),
         ("security.role.not_found", 117768193, 404),

@@ -111,7 +111,7 @@ fn source(doc: &Doc) -> Map<String, Value> {
 }
 
 impl SecuritySnapshot {
-    fn apply(&mut self, kind: &str, id: &str, doc: Option<&Doc>) {
+    pub(crate) fn apply(&mut self, kind: &str, id: &str, doc: Option<&Doc>) {
         match (kind, doc) {
             (ROLE, Some(doc)) => {
                 let rights = RoleRights::from_source(&source(doc));

@@ -24,6 +24,7 @@ use tollgate_protocol::{ArgRef, KuzzleError, Payload, Request};
 use tollgate_storage::{Committed, Doc, Expect, Op, Store, StoreError};
 
 use crate::cache::{CachedDoc, PEER_APPLY_TIMEOUT, SecurityCache};
+use crate::lockout::{self, Planned};
 use crate::passwords::Passwords;
 use crate::rights::rights_listing;
 use crate::validate::{self, ProfileChecks, RESERVED_KEYS};
@@ -300,6 +301,7 @@ impl SecurityController {
         let retries = retry_on_conflict(req)?;
         let force = req.boolean("force")?.unwrap_or(false);
         req.boolean("strict")?;
+        let allow_lockout = lockout::allowed(req)?;
         let snapshot = self.cache.snapshot();
         let checks = ProfileChecks {
             store: self.store.as_ref(),
@@ -333,6 +335,14 @@ impl SecurityController {
                 body: source.clone(),
                 expect: Expect::Version(doc.version),
             });
+            let planned = [Planned::Definition {
+                kind: PROFILE,
+                id,
+                source: Some(&source),
+            }];
+            ops.extend(
+                lockout::guard(&self.cache, self.store.as_ref(), &planned, allow_lockout).await?,
+            );
             match self.commit(ops).await {
                 Ok(c) => {
                     return Ok(doc_result(
@@ -381,7 +391,7 @@ impl SecurityController {
             check_catalog: !force,
         };
         let (definition, role_ids) = validate::profile(id, body, &checks).await?;
-        self.write_definition(PROFILE, id, definition, role_ids, ctx, replace)
+        self.write_definition(PROFILE, id, definition, role_ids, ctx, replace, req)
             .await
     }
 
@@ -395,7 +405,9 @@ impl SecurityController {
         role_ids: Vec<String>,
         ctx: &Context,
         replace: bool,
+        req: &Request,
     ) -> Result<Value, KuzzleError> {
+        let allow_lockout = lockout::allowed(req)?;
         for _ in 0..REPLACE_ATTEMPTS {
             let existing = if replace {
                 self.store.get(kind, id).await.map_err(store_error)?
@@ -417,6 +429,14 @@ impl SecurityController {
                 body: source.clone(),
                 expect,
             });
+            let planned = [Planned::Definition {
+                kind,
+                id,
+                source: Some(&source),
+            }];
+            ops.extend(
+                lockout::guard(&self.cache, self.store.as_ref(), &planned, allow_lockout).await?,
+            );
             match self.commit(ops).await {
                 Ok(c) => {
                     return Ok(doc_result(
@@ -482,6 +502,7 @@ impl SecurityController {
                 ));
             }
         };
+        let allow_lockout = lockout::allowed(req)?;
         for _ in 0..REPLACE_ATTEMPTS {
             self.store
                 .get(PROFILE, id)
@@ -496,6 +517,8 @@ impl SecurityController {
                 kind: USER,
                 since: users.seq,
             }];
+            // Each user that loses the profile, with the profiles it keeps.
+            let mut kept_by: Vec<(String, Vec<String>)> = Vec::new();
             for (_, user) in &users.docs {
                 let Some(ids) = user.body.get("profileIds").and_then(Value::as_array) else {
                     continue;
@@ -514,6 +537,13 @@ impl SecurityController {
                 if kept.is_empty() {
                     kept.push(json!("anonymous"));
                 }
+                kept_by.push((
+                    user.id.clone(),
+                    kept.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_owned)
+                        .collect(),
+                ));
                 let mut body = user.body.as_object().cloned().unwrap_or_default();
                 body.insert("profileIds".into(), Value::Array(kept));
                 let info = updated_info(body.get("_kuzzle_info"), ctx.caller.audit_kuid());
@@ -533,6 +563,18 @@ impl SecurityController {
                 id: id.to_owned(),
                 expect: Expect::Present,
             });
+            let mut planned = vec![Planned::Definition {
+                kind: PROFILE,
+                id,
+                source: None,
+            }];
+            planned.extend(kept_by.iter().map(|(user, kept)| Planned::User {
+                id: user,
+                profile_ids: Some(kept),
+            }));
+            ops.extend(
+                lockout::guard(&self.cache, self.store.as_ref(), &planned, allow_lockout).await?,
+            );
             match self.commit(ops).await {
                 Ok(_) => return Ok(json!({ "_id": id })),
                 // Deleted meanwhile by someone else.
@@ -570,7 +612,7 @@ impl SecurityController {
         let force = req.boolean("force")?.unwrap_or(false);
         check_refresh(req)?;
         let definition = validate::role(id, body, force)?;
-        self.write_definition(ROLE, id, definition, Vec::new(), ctx, replace)
+        self.write_definition(ROLE, id, definition, Vec::new(), ctx, replace, req)
             .await
     }
 
@@ -580,6 +622,7 @@ impl SecurityController {
         let force = req.boolean("force")?.unwrap_or(false);
         check_refresh(req)?;
         let retries = retry_on_conflict(req)?;
+        let allow_lockout = lockout::allowed(req)?;
         let mut conflicts = 0;
         loop {
             let doc = self
@@ -593,13 +636,21 @@ impl SecurityController {
                 definition,
                 updated_info(split_source(&doc).1.as_ref(), ctx.caller.audit_kuid()),
             );
-            let op = Op::Put {
+            let mut ops = vec![Op::Put {
                 kind: ROLE,
                 id: id.to_owned(),
                 body: source.clone(),
                 expect: Expect::Version(doc.version),
-            };
-            match self.commit(vec![op]).await {
+            }];
+            let planned = [Planned::Definition {
+                kind: ROLE,
+                id,
+                source: Some(&source),
+            }];
+            ops.extend(
+                lockout::guard(&self.cache, self.store.as_ref(), &planned, allow_lockout).await?,
+            );
+            match self.commit(ops).await {
                 Ok(c) => {
                     return Ok(doc_result(
                         id,

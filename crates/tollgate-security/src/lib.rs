@@ -11,6 +11,7 @@ pub mod auth;
 pub mod cache;
 pub mod controller;
 pub mod gate;
+pub mod lockout;
 pub mod native;
 pub mod passwords;
 pub mod rights;

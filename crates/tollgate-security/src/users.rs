@@ -16,6 +16,7 @@ use crate::controller::{
     SecurityController, backoff, check_refresh, doc_result, presence_checks, retry_on_conflict,
 };
 use crate::gate::{caller_profiles, profile_ids};
+use crate::lockout::{self, Planned};
 use crate::rights::rights_listing;
 use crate::{
     CREDENTIAL, FIRST_ADMIN, LOGIN, META, PROFILE, ROLE, TOKEN, USER, admin_exists, created_info,
@@ -493,6 +494,7 @@ impl SecurityController {
         }
         check_refresh(req)?;
         let retries = retry_on_conflict(req)?;
+        let allow_lockout = lockout::allowed(req)?;
         if id == ANONYMOUS_KUID {
             return Err(not_found(id));
         }
@@ -546,6 +548,13 @@ impl SecurityController {
                 body: source.clone(),
                 expect: Expect::Version(doc.version),
             });
+            let planned = [Planned::User {
+                id,
+                profile_ids: Some(&ids),
+            }];
+            ops.extend(
+                lockout::guard(&self.cache, self.store.as_ref(), &planned, allow_lockout).await?,
+            );
             match self.commit(ops).await {
                 Ok(c) => {
                     return Ok(doc_result(
@@ -578,6 +587,7 @@ impl SecurityController {
     pub(crate) async fn delete_user(&self, req: &Request) -> Result<Value, KuzzleError> {
         let id = req.required_id()?;
         check_refresh(req)?;
+        let allow_lockout = lockout::allowed(req)?;
         if id == ANONYMOUS_KUID {
             return Err(not_found(id));
         }
@@ -624,6 +634,13 @@ impl SecurityController {
                     expect: Expect::Any,
                 });
             }
+            let planned = [Planned::User {
+                id,
+                profile_ids: None,
+            }];
+            ops.extend(
+                lockout::guard(&self.cache, self.store.as_ref(), &planned, allow_lockout).await?,
+            );
             match self.commit(ops).await {
                 Ok(_) => return Ok(json!({ "_id": id })),
                 Err(StoreError::Conflict { .. }) => backoff().await,

@@ -6,6 +6,7 @@ mod contention;
 mod hardening;
 mod http;
 mod lifecycle;
+mod lockout;
 mod profiles;
 mod roles;
 mod scaleout;

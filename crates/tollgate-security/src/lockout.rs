@@ -1,0 +1,155 @@
+//! The lock-out guard: a role, profile or user change after which no user could call both
+//! `security:updateProfile` and `security:updateRole` (no administrator left to undo it) is refused
+//! with `security.rights.lockout` (412), unless the request says `allowLockout: true`.
+//!
+//! Most changes cannot lock anyone out, and are checked from the cache alone: a change that takes
+//! administration away from no profile and from no user needs nothing more. Only a change that does
+//! looks for another administrator among the stored users (page by page, stopping at the first),
+//! and then returns guards for the batch (the kinds `user`, `profile` and `role` unchanged since the
+//! check), so that two concurrent changes cannot together remove the last administrator.
+
+use std::collections::HashSet;
+
+use serde_json::Value;
+use tollgate_protocol::errors::SECURITY_RIGHTS_LOCKOUT;
+use tollgate_protocol::{KuzzleError, Request};
+use tollgate_storage::{Doc, Kind, Op, Store};
+
+use crate::cache::{SecurityCache, SecuritySnapshot};
+use crate::{PROFILE, ROLE, USER, store_error};
+
+/// The actions whose holders can repair any mistake.
+const ADMIN_ACTIONS: [(&str, &str); 2] =
+    [("security", "updateProfile"), ("security", "updateRole")];
+
+/// One change of a batch, as the guard sees it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Planned<'a> {
+    /// A role or profile written (`Some` source) or deleted (`None`).
+    Definition {
+        kind: Kind,
+        id: &'a str,
+        source: Option<&'a Value>,
+    },
+    /// A user's profiles after the change; `None`: the user is deleted.
+    User {
+        id: &'a str,
+        profile_ids: Option<&'a [String]>,
+    },
+}
+
+/// `allowLockout`: a boolean, `false` by default.
+pub(crate) fn allowed(req: &Request) -> Result<bool, KuzzleError> {
+    Ok(req.boolean("allowLockout")?.unwrap_or(false))
+}
+
+/// The profiles of `snapshot` that grant every admin action.
+fn admin_profiles(snapshot: &SecuritySnapshot) -> HashSet<String> {
+    snapshot
+        .profiles
+        .iter()
+        .filter(|(_, p)| {
+            ADMIN_ACTIONS
+                .iter()
+                .all(|(c, a)| p.rights.allows(snapshot, c, a, None, None))
+        })
+        .map(|(id, _)| id.clone())
+        .collect()
+}
+
+fn profile_list(doc: &Doc) -> Vec<String> {
+    doc.body
+        .get("profileIds")
+        .and_then(Value::as_array)
+        .map(|ids| {
+            ids.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Checks `changes` (unless `allow`); returns the guards to add at the end of their batch (empty
+/// when the change could not lock anyone out), or `security.rights.lockout`.
+pub(crate) async fn guard(
+    cache: &SecurityCache,
+    store: &dyn Store,
+    changes: &[Planned<'_>],
+    allow: bool,
+) -> Result<Vec<Op>, KuzzleError> {
+    if allow {
+        return Ok(Vec::new());
+    }
+    let before = cache.snapshot();
+    let mut after = (*before).clone();
+    for change in changes {
+        if let Planned::Definition { kind, id, source } = *change {
+            let doc = source.map(|body| Doc {
+                id: id.to_owned(),
+                version: 0,
+                body: body.clone(),
+            });
+            after.apply(kind, id, doc.as_ref());
+        }
+    }
+    let was_admin = admin_profiles(&before);
+    let admin = admin_profiles(&after);
+    // Everyone, even without a token, can administer: nobody is locked out.
+    if admin.contains("anonymous") {
+        return Ok(Vec::new());
+    }
+    let holds = |ids: &[String], set: &HashSet<String>| ids.iter().any(|p| set.contains(p));
+    let mut at_risk = !was_admin.is_subset(&admin);
+    for change in changes {
+        if let Planned::User { id, profile_ids } = *change {
+            let old = cache
+                .user(id)
+                .await
+                .map_err(store_error)?
+                .map(|u| u.profile_ids.to_vec())
+                .unwrap_or_default();
+            let keeps = profile_ids.is_some_and(|ids| holds(ids, &admin));
+            at_risk |= holds(&old, &was_admin) && !keeps;
+        }
+    }
+    if !at_risk {
+        return Ok(Vec::new());
+    }
+    // Someone may lose administration: is anyone left with it? The guards make the batch fail if
+    // users, profiles or roles change meanwhile (it is then checked again).
+    let seq = store.current_seq().await.map_err(store_error)?;
+    let planned_user = |id: &str| {
+        changes.iter().find_map(|c| match *c {
+            Planned::User {
+                id: changed,
+                profile_ids,
+            } if changed == id => Some(profile_ids),
+            _ => None,
+        })
+    };
+    const PAGE: u64 = 1_000;
+    let mut from = 0;
+    loop {
+        let page = store
+            .list(USER, "", from, Some(PAGE))
+            .await
+            .map_err(store_error)?;
+        let count = page.docs.len() as u64;
+        let found = page.docs.iter().any(|doc| match planned_user(&doc.id) {
+            Some(Some(ids)) => holds(ids, &admin),
+            Some(None) => false,
+            None => holds(&profile_list(doc), &admin),
+        });
+        if found {
+            return Ok([USER, PROFILE, ROLE]
+                .into_iter()
+                .map(|kind| Op::KindUnchanged { kind, since: seq })
+                .collect());
+        }
+        if count < PAGE {
+            return Err(KuzzleError::plain(&SECURITY_RIGHTS_LOCKOUT));
+        }
+        from += PAGE;
+    }
+}
