@@ -391,7 +391,7 @@ impl SecurityController {
             check_catalog: !force,
         };
         let (definition, role_ids) = validate::profile(id, body, &checks).await?;
-        self.write_definition(PROFILE, id, definition, role_ids, ctx, replace, req)
+        self.write_definition(PROFILE, definition, role_ids, req, ctx, replace)
             .await
     }
 
@@ -400,13 +400,13 @@ impl SecurityController {
     async fn write_definition(
         &self,
         kind: &'static str,
-        id: &str,
         definition: Map<String, Value>,
         role_ids: Vec<String>,
+        req: &Request,
         ctx: &Context,
         replace: bool,
-        req: &Request,
     ) -> Result<Value, KuzzleError> {
+        let id = req.required_id()?;
         let allow_lockout = lockout::allowed(req)?;
         for _ in 0..REPLACE_ATTEMPTS {
             let existing = if replace {
@@ -612,7 +612,7 @@ impl SecurityController {
         let force = req.boolean("force")?.unwrap_or(false);
         check_refresh(req)?;
         let definition = validate::role(id, body, force)?;
-        self.write_definition(ROLE, id, definition, Vec::new(), ctx, replace, req)
+        self.write_definition(ROLE, definition, Vec::new(), req, ctx, replace)
             .await
     }
 
