@@ -4,6 +4,7 @@
 //! new version. Reads are served from the cache.
 
 use imbl::HashMap;
+use std::collections::{HashMap as StdHashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,7 +24,8 @@ use tollgate_protocol::errors::{
 use tollgate_protocol::{ArgRef, KuzzleError, Payload, Request};
 use tollgate_storage::{Committed, Doc, Expect, Op, Store, StoreError};
 
-use crate::cache::{CachedDoc, PEER_APPLY_TIMEOUT, SecurityCache};
+use crate::cache::{CachedDoc, PEER_APPLY_TIMEOUT, SecurityCache, SecuritySnapshot};
+use crate::dryrun;
 use crate::lockout::{self, Planned};
 use crate::passwords::Passwords;
 use crate::rights::rights_listing;
@@ -107,6 +109,66 @@ pub(crate) async fn commit_visible(
 /// `{_id, _version, _source}`.
 pub(crate) fn doc_result(id: &str, version: u64, source: &Value) -> Value {
     json!({"_id": id, "_version": version, "_source": source})
+}
+
+/// The answer of a dry run: the would-be document (`null` once deleted) and its impact.
+fn dry_result(id: &str, version: Option<u64>, source: Option<&Value>, impact: Value) -> Value {
+    json!({"_id": id, "_source": source, "_version": version, "dryRun": true, "impact": impact})
+}
+
+/// The profiles whose policies name role `id`, in `snapshot`.
+fn profiles_using(snapshot: &SecuritySnapshot, id: &str) -> HashSet<String> {
+    snapshot
+        .profiles
+        .iter()
+        .filter(|(_, p)| p.rights.policies.iter().any(|q| q.role_id == id))
+        .map(|(pid, _)| pid.clone())
+        .collect()
+}
+
+impl SecurityController {
+    /// A dry run of writing (`Some`) or deleting (`None`) role or profile `id`: what it would do,
+    /// nothing written. `new_profiles`: users whose profile lists the change edits.
+    async fn dry_run(
+        &self,
+        kind: &'static str,
+        id: &str,
+        write: Option<(u64, &Value)>,
+        new_profiles: &StdHashMap<String, Vec<String>>,
+    ) -> Result<Value, KuzzleError> {
+        let before = self.cache.snapshot();
+        let mut after = (*before).clone();
+        let doc = write.map(|(version, body)| Doc {
+            id: id.to_owned(),
+            version,
+            body: body.clone(),
+        });
+        after.apply(kind, id, doc.as_ref());
+        let changed = if kind == ROLE {
+            let mut c = profiles_using(&before, id);
+            c.extend(profiles_using(&after, id));
+            c
+        } else {
+            HashSet::from([id.to_owned()])
+        };
+        let impact =
+            dryrun::impact(&before, &after, self.store.as_ref(), &changed, new_profiles).await?;
+        Ok(dry_result(
+            id,
+            write.map(|(v, _)| v),
+            write.map(|(_, b)| b),
+            impact,
+        ))
+    }
+
+    /// A dry run stops where the commit would fail for a missing role.
+    async fn roles_exist(&self, role_ids: &[String]) -> Result<(), KuzzleError> {
+        let found = self.store.mget(ROLE, role_ids).await.map_err(store_error)?;
+        match role_ids.iter().zip(&found).find(|(_, d)| d.is_none()) {
+            Some((missing, _)) => Err(with_id(&SECURITY_ROLE_NOT_FOUND, missing)),
+            None => Ok(()),
+        }
+    }
 }
 
 fn with_id(def: &'static ErrorDef, id: &str) -> KuzzleError {
@@ -302,6 +364,7 @@ impl SecurityController {
         let force = req.boolean("force")?.unwrap_or(false);
         req.boolean("strict")?;
         let allow_lockout = lockout::allowed(req)?;
+        let dry_run = dryrun::requested(req)?;
         let snapshot = self.cache.snapshot();
         let checks = ProfileChecks {
             store: self.store.as_ref(),
@@ -343,6 +406,17 @@ impl SecurityController {
             ops.extend(
                 lockout::guard(&self.cache, self.store.as_ref(), &planned, allow_lockout).await?,
             );
+            if dry_run {
+                self.roles_exist(&role_ids).await?;
+                return self
+                    .dry_run(
+                        PROFILE,
+                        id,
+                        Some((doc.version + 1, &source)),
+                        &StdHashMap::new(),
+                    )
+                    .await;
+            }
             match self.commit(ops).await {
                 Ok(c) => {
                     return Ok(doc_result(
@@ -408,12 +482,18 @@ impl SecurityController {
     ) -> Result<Value, KuzzleError> {
         let id = req.required_id()?;
         let allow_lockout = lockout::allowed(req)?;
+        let dry_run = dryrun::requested(req)?;
         for _ in 0..REPLACE_ATTEMPTS {
-            let existing = if replace {
+            let existing = if replace || dry_run {
                 self.store.get(kind, id).await.map_err(store_error)?
             } else {
                 None
             };
+            if dry_run && !replace && existing.is_some() {
+                return Err(KuzzleError::plain(
+                    &SERVICES_STORAGE_DOCUMENT_ALREADY_EXISTS,
+                ));
+            }
             let (info, expect) = match &existing {
                 Some(doc) => (
                     updated_info(split_source(doc).1.as_ref(), ctx.caller.audit_kuid()),
@@ -437,6 +517,13 @@ impl SecurityController {
             ops.extend(
                 lockout::guard(&self.cache, self.store.as_ref(), &planned, allow_lockout).await?,
             );
+            if dry_run {
+                self.roles_exist(&role_ids).await?;
+                let version = existing.as_ref().map_or(1, |d| d.version + 1);
+                return self
+                    .dry_run(kind, id, Some((version, &source)), &StdHashMap::new())
+                    .await;
+            }
             match self.commit(ops).await {
                 Ok(c) => {
                     return Ok(doc_result(
@@ -503,6 +590,7 @@ impl SecurityController {
             }
         };
         let allow_lockout = lockout::allowed(req)?;
+        let dry_run = dryrun::requested(req)?;
         for _ in 0..REPLACE_ATTEMPTS {
             self.store
                 .get(PROFILE, id)
@@ -575,6 +663,10 @@ impl SecurityController {
             ops.extend(
                 lockout::guard(&self.cache, self.store.as_ref(), &planned, allow_lockout).await?,
             );
+            if dry_run {
+                let new_profiles: StdHashMap<String, Vec<String>> = kept_by.into_iter().collect();
+                return self.dry_run(PROFILE, id, None, &new_profiles).await;
+            }
             match self.commit(ops).await {
                 Ok(_) => return Ok(json!({ "_id": id })),
                 // Deleted meanwhile by someone else.
@@ -623,6 +715,7 @@ impl SecurityController {
         check_refresh(req)?;
         let retries = retry_on_conflict(req)?;
         let allow_lockout = lockout::allowed(req)?;
+        let dry_run = dryrun::requested(req)?;
         let mut conflicts = 0;
         loop {
             let doc = self
@@ -650,6 +743,16 @@ impl SecurityController {
             ops.extend(
                 lockout::guard(&self.cache, self.store.as_ref(), &planned, allow_lockout).await?,
             );
+            if dry_run {
+                return self
+                    .dry_run(
+                        ROLE,
+                        id,
+                        Some((doc.version + 1, &source)),
+                        &StdHashMap::new(),
+                    )
+                    .await;
+            }
             match self.commit(ops).await {
                 Ok(c) => {
                     return Ok(doc_result(
@@ -728,6 +831,9 @@ impl SecurityController {
             });
             if used {
                 return Err(with_id(&SECURITY_ROLE_IN_USE, id));
+            }
+            if dryrun::requested(req)? {
+                return self.dry_run(ROLE, id, None, &StdHashMap::new()).await;
             }
             let ops = vec![
                 Op::KindUnchanged {

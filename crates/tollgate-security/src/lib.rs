@@ -10,6 +10,7 @@
 pub mod auth;
 pub mod cache;
 pub mod controller;
+pub mod dryrun;
 pub mod gate;
 pub mod lockout;
 pub mod native;

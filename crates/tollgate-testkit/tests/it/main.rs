@@ -3,6 +3,7 @@
 mod auth;
 mod catalog;
 mod contention;
+mod dryrun;
 mod hardening;
 mod http;
 mod lifecycle;
