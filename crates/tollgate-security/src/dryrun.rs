@@ -35,6 +35,12 @@ type Place = (Option<String>, Option<String>);
 /// One right: controller, action, place.
 type Right = (String, String, Place);
 
+/// A user's profiles before and after the change.
+type ProfileChange = (Vec<String>, Vec<String>);
+
+/// What a change of profiles does: granted, revoked, whether anything changes.
+type Diff = (Value, Value, bool);
+
 fn places(snapshots: [&SecuritySnapshot; 2], profiles: &BTreeSet<String>) -> Vec<Place> {
     let mut out: BTreeSet<Place> = BTreeSet::new();
     out.insert((None, None));
@@ -193,7 +199,7 @@ pub(crate) async fn impact(
     let actions = actions(snapshots, &all);
     let places = places(snapshots, &all);
     // Users holding the same profiles get the same answer: computed once per profile list.
-    let mut diffs: BTreeMap<(Vec<String>, Vec<String>), (Value, Value, bool)> = BTreeMap::new();
+    let mut diffs: BTreeMap<ProfileChange, Diff> = BTreeMap::new();
     let mut users = Vec::new();
     let mut total = 0;
     for (id, was, will) in holders {
