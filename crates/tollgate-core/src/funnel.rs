@@ -136,8 +136,13 @@ impl Funnel {
         if let Some(answer) = target.cached(action, req, &ctx) {
             return answer;
         }
+        let scope = Arc::new(crate::scope::RequestScope {
+            controller: controller.to_owned(),
+            action: action.to_owned(),
+            kuid: ctx.caller.kuid.clone(),
+        });
         // A panic in an action must not drop the request: it is answered as an unexpected error.
-        match std::panic::AssertUnwindSafe(target.call(action, req, &ctx))
+        match std::panic::AssertUnwindSafe(crate::scope::run(scope, target.call(action, req, &ctx)))
             .catch_unwind()
             .await
         {

@@ -5,6 +5,7 @@
 //! - [`funnel`]: the [`Funnel`], the single path every request takes;
 //! - [`gate`]: the authentication / rights / rate-limit hook points the Funnel calls before any action;
 //! - [`context`]: per-request state ([`Context`], [`Caller`], [`ConnectionInfo`]);
+//! - [`scope`]: which request the current task serves (for the audit trail);
 //! - [`shutdown`]: graceful shutdown ([`Shutdown`]);
 //! - [`upgrade`]: the hand-over of upgraded HTTP connections to the WebSocket front-end.
 
@@ -12,6 +13,7 @@ pub mod context;
 pub mod funnel;
 pub mod gate;
 pub mod router;
+pub mod scope;
 pub mod shutdown;
 pub mod upgrade;
 
