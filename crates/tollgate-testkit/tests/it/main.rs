@@ -12,5 +12,6 @@ mod roles;
 mod scaleout;
 mod sdk;
 mod security;
+mod security_api;
 mod shutdown;
 mod ws;
