@@ -1,5 +1,6 @@
 //! `auth:refreshToken` and `server:adminExists`, through real sockets (`docs/api/auth.md`,
-//! `docs/api/server.md`).
+//! `docs/api/server.md`), and `server:publicApi` compared with Kuzzle 2.56's `auth`, `security` and
+//! `server` actions (`docs/api/kuzzle-actions.txt`): run with `--nocapture` to see what is missing.
 
 use std::time::Duration;
 
@@ -347,4 +348,81 @@ async fn admin_exists_over_http_and_websocket() {
     assert_eq!(r["status"], 200, "{r}");
     http(false).await;
     assert_eq!(c.call_text(ask).await, ws(false));
+}
+
+/// The Kuzzle 2.56 actions kept in `docs/api/kuzzle-actions.txt` (`controller:action` lines).
+fn kuzzle_actions() -> Vec<(String, String)> {
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let path = manifest
+        .ancestors()
+        .nth(2)
+        .unwrap_or_else(|| panic!("no repository root above {}", manifest.display()))
+        .join("docs/api/kuzzle-actions.txt");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let (c, a) = l
+                .split_once(':')
+                .unwrap_or_else(|| panic!("{}: not controller:action: {l:?}", path.display()));
+            (c.to_owned(), a.to_owned())
+        })
+        .collect()
+}
+
+/// `server:publicApi` against Kuzzle's `auth`, `security` and `server` actions: prints what is not
+/// served yet (not a failure), fails on a served action of those controllers that Kuzzle lacks.
+#[tokio::test]
+async fn public_api_against_the_kuzzle_action_list() {
+    let kuzzle = kuzzle_actions();
+    let controllers: std::collections::BTreeSet<&str> =
+        kuzzle.iter().map(|(c, _)| c.as_str()).collect();
+    assert!(
+        controllers == ["auth", "security", "server"].into(),
+        "{controllers:?}"
+    );
+    let s = TestServer::start().await;
+    let r = http_once(s.addr, "GET", "/_publicApi", &[], b"")
+        .await
+        .json();
+    let table = r["result"]
+        .as_object()
+        .unwrap_or_else(|| panic!("no route table: {r}"));
+    let mut served = Vec::new();
+    for controller in &controllers {
+        let actions = table
+            .get(*controller)
+            .and_then(Value::as_object)
+            .unwrap_or_else(|| panic!("publicApi lists no {controller} controller: {r}"));
+        served.extend(
+            actions
+                .keys()
+                .map(|a| ((*controller).to_owned(), a.clone())),
+        );
+    }
+    let unknown: Vec<String> = served
+        .iter()
+        .filter(|pair| !kuzzle.contains(pair))
+        .map(|(c, a)| format!("{c}:{a}"))
+        .collect();
+    assert!(
+        unknown.is_empty(),
+        "served, but not Kuzzle 2.56 actions (docs/api/kuzzle-actions.txt): {unknown:?}"
+    );
+    let missing: Vec<String> = kuzzle
+        .iter()
+        .filter(|pair| !served.contains(pair))
+        .map(|(c, a)| format!("{c}:{a}"))
+        .collect();
+    println!(
+        "Kuzzle 2.56 auth/security/server actions served: {} of {}; not yet served ({}):",
+        served.len(),
+        kuzzle.len(),
+        missing.len()
+    );
+    for action in &missing {
+        println!("  {action}");
+    }
 }
