@@ -104,6 +104,9 @@ error_table! {
     SECURITY_TOKEN_TTL_EXCEEDED = ("security.token.ttl_exceeded", 7, 1, 4, 400, "expiresIn value exceeds maximum allowed value");
     /// `security.token.expired`
     SECURITY_TOKEN_EXPIRED = ("security.token.expired", 7, 1, 6, 401, "Token expired");
+    /// `security.token.refresh_forbidden`: `auth:refreshToken` with a token that never expires.
+    /// Kuzzle 2.56's id, code and status; `errors.md` does not list it (`docs/protocol.md`).
+    SECURITY_TOKEN_REFRESH_FORBIDDEN = ("security.token.refresh_forbidden", 7, 1, 8, 401, "{what} cannot be refreshed.");
     /// `security.credentials.unknown_strategy`
     SECURITY_CREDENTIALS_UNKNOWN_STRATEGY = ("security.credentials.unknown_strategy", 7, 2, 1, 400, "Unknown authentication strategy \"{strategy}\"");
     /// `security.credentials.rejected`
@@ -356,6 +359,8 @@ mod tests {
         ("security.token.verification_error", 117506055, 500),
         ("security.token.ttl_exceeded", 117506052, 400),
         ("security.token.expired", 117506054, 401),
+        // Beyond `errors.md`: Kuzzle 2.56's id, code and status (`auth:refreshToken`).
+        ("security.token.refresh_forbidden", 117506056, 401),
         ("security.credentials.unknown_strategy", 117571585, 400),
         ("security.credentials.rejected", 117571587, 400),
         ("security.rights.unauthorized", 117637121, 401),

@@ -1,5 +1,5 @@
-//! The `auth` controller (`routes.md` §5): login, logout, checkToken, getCurrentUser, getMyRights,
-//! checkRights.
+//! The `auth` controller (`routes.md` §5): login, logout, refreshToken, checkToken, getCurrentUser,
+//! getMyRights, checkRights.
 
 use std::sync::Arc;
 
@@ -8,12 +8,13 @@ use serde_json::{Value, json};
 use tollgate_core::{ActionDef, Context, Controller, route};
 use tollgate_protocol::errors::{
     PLUGIN_STRATEGY_MISSING_USER, SECURITY_CREDENTIALS_UNKNOWN_STRATEGY,
-    SECURITY_RIGHTS_UNAUTHORIZED, SECURITY_TOKEN_TTL_EXCEEDED,
+    SECURITY_RIGHTS_UNAUTHORIZED, SECURITY_TOKEN_INVALID, SECURITY_TOKEN_REFRESH_FORBIDDEN,
+    SECURITY_TOKEN_TTL_EXCEEDED,
 };
 use tollgate_protocol::{ArgRef, KuzzleError, Request};
 use tollgate_storage::{Expect, Op, Store, StoreError};
 
-use crate::cache::SecurityCache;
+use crate::cache::{SecurityCache, TokenRecord};
 use crate::controller::commit_visible;
 use crate::gate::{AuthFailures, TokenCheck, caller_profiles, check_token, profile_ids};
 use crate::passwords::Passwords;
@@ -28,6 +29,9 @@ pub struct TokenConfig {
     pub default_ttl_ms: i64,
     /// Largest `expiresIn` accepted, in ms; -1 for no maximum (`security.authToken.maxTTL`).
     pub max_ttl_ms: i64,
+    /// How long a token replaced by `auth:refreshToken` stays valid, in ms, so that requests
+    /// already sent with it still pass (Kuzzle's `security.jwt.gracePeriod`, 1 s).
+    pub refresh_grace_ms: u64,
 }
 
 impl Default for TokenConfig {
@@ -35,9 +39,14 @@ impl Default for TokenConfig {
         Self {
             default_ttl_ms: 3_600_000,
             max_ttl_ms: -1,
+            refresh_grace_ms: 1_000,
         }
     }
 }
+
+/// How many times `auth:refreshToken` issues a token again when the one it issued is already
+/// recorded (another login or refresh of the same user in the same second, with the same lifetime).
+const REFRESH_ATTEMPTS: usize = 3;
 
 pub struct AuthController {
     store: Arc<dyn Store>,
@@ -141,21 +150,7 @@ impl AuthController {
                 vec![json!("wrong username or password")],
             ));
         };
-        let ttl_ms = (ttl != -1).then(|| u64::try_from(ttl).unwrap_or(0));
-        let (mut jwt, mut expires_at);
-        loop {
-            let (iat, exp, at) = tokens::lifetime(now_ms(), ttl_ms);
-            jwt = tokens::issue(&self.secret, &kuid, iat, exp);
-            expires_at = at.map_or(-1, |at| i64::try_from(at).unwrap_or(i64::MAX));
-            // A token is a function of (kuid, second of issue, lifetime): this exact token was
-            // revoked in this same second (a logout, a user deleted and created again). Issuing it
-            // again would revive it for whoever held it; the next second gives another token.
-            if !self.cache.is_revoked(&tokens::token_id(&kuid, &jwt)) {
-                break;
-            }
-            let wait = 1000 - now_ms() % 1000;
-            tokio::time::sleep(std::time::Duration::from_millis(wait + 1)).await;
-        }
+        let (jwt, expires_at) = self.issue(&kuid, ttl, None).await;
         let ops = vec![
             Op::Check {
                 kind: USER,
@@ -184,6 +179,112 @@ impl AuthController {
             Err(e) => return Err(store_error(e)),
         }
         Ok(json!({"_id": kuid, "expiresAt": expires_at, "jwt": jwt, "ttl": ttl}))
+    }
+
+    /// Issues a token for `kuid` with `ttl` (ms, -1 never): `(token, expiresAt)`. Never a token
+    /// known to be revoked on this node, nor `unlike` (the token being refreshed).
+    async fn issue(&self, kuid: &str, ttl: i64, unlike: Option<&str>) -> (String, i64) {
+        let ttl_ms = (ttl != -1).then(|| u64::try_from(ttl).unwrap_or(0));
+        loop {
+            let (iat, exp, at) = tokens::lifetime(now_ms(), ttl_ms);
+            let jwt = tokens::issue(&self.secret, kuid, iat, exp);
+            let expires_at = at.map_or(-1, |at| i64::try_from(at).unwrap_or(i64::MAX));
+            // A token is a function of (kuid, second of issue, lifetime): this exact token was
+            // revoked in this same second (a logout, a user deleted and created again), or is the
+            // one being replaced. Issuing it again would revive it for whoever held it; the next
+            // second gives another token.
+            if !self.cache.is_revoked(&tokens::token_id(kuid, &jwt)) && unlike != Some(&jwt) {
+                return (jwt, expires_at);
+            }
+            next_second().await;
+        }
+    }
+
+    /// `auth:refreshToken`: a new token for the caller; the one the request came with stays valid
+    /// for the grace period (its record's `expiresAt` becomes now + grace, a write that every node
+    /// sees and that survives a restart), then is refused as `security.token.invalid`.
+    async fn refresh(&self, req: &Request, ctx: &Context) -> Result<Value, KuzzleError> {
+        let (false, Some(old)) = (ctx.caller.is_anonymous(), ctx.caller.token.as_deref()) else {
+            return Err(KuzzleError::new(
+                &SECURITY_RIGHTS_UNAUTHORIZED,
+                vec![json!("auth"), json!("refreshToken")],
+            ));
+        };
+        let ttl = self.ttl(req)?;
+        let kuid = ctx.caller.kuid.as_str();
+        let old_id = tokens::token_id(kuid, old);
+        let invalid = || KuzzleError::plain(&SECURITY_TOKEN_INVALID);
+        for _ in 0..REFRESH_ATTEMPTS {
+            // The authoritative record, with its version: two refreshes of one token cannot both
+            // succeed, and a logout meanwhile makes this one fail.
+            let doc = self
+                .store
+                .get(TOKEN, &old_id)
+                .await
+                .map_err(store_error)?
+                .ok_or_else(invalid)?;
+            let record = TokenRecord::from_doc(&doc)
+                .filter(|r| r.kuid == kuid)
+                .ok_or_else(invalid)?;
+            // Once refreshed, a token cannot be refreshed again (Kuzzle: no token bombing).
+            if record.refreshed {
+                return Err(invalid());
+            }
+            if record.expires_at < 0 {
+                return Err(KuzzleError::new(
+                    &SECURITY_TOKEN_REFRESH_FORBIDDEN,
+                    vec![json!("Token with infinite TTL")],
+                ));
+            }
+            let (jwt, expires_at) = self.issue(kuid, ttl, Some(old)).await;
+            let grace = i64::try_from(self.tokens.refresh_grace_ms).unwrap_or(i64::MAX);
+            let grace_end = i64::try_from(now_ms())
+                .unwrap_or(i64::MAX)
+                .saturating_add(grace)
+                .min(record.expires_at);
+            let ops = vec![
+                Op::Check {
+                    kind: USER,
+                    id: kuid.to_owned(),
+                    expect: Expect::Present,
+                },
+                Op::Put {
+                    kind: TOKEN,
+                    id: tokens::token_id(kuid, &jwt),
+                    body: json!({"kuid": kuid, "expiresAt": expires_at}),
+                    expect: Expect::Absent,
+                },
+                Op::Put {
+                    kind: TOKEN,
+                    id: old_id.clone(),
+                    body: json!({"kuid": kuid, "expiresAt": grace_end, "refreshed": true}),
+                    expect: Expect::Version(doc.version),
+                },
+            ];
+            match commit_visible(self.store.as_ref(), &self.cache, ops).await {
+                Ok(_) => {}
+                // The new token is already recorded (a login or refresh of this user in this same
+                // second, with this lifetime), maybe as refreshed: issue another one next second.
+                Err(StoreError::Conflict { index: 1 }) => {
+                    next_second().await;
+                    continue;
+                }
+                // The user was deleted, or the old token revoked or refreshed meanwhile.
+                Err(StoreError::Conflict { .. }) => return Err(invalid()),
+                Err(e) => return Err(store_error(e)),
+            }
+            // On WebSocket, the `TokenExpired` notification follows the new token now.
+            if let Some(links) = &ctx.connection.token_links {
+                links.unlink(old);
+                if let Ok(at) = u64::try_from(expires_at) {
+                    links.link(&jwt, at);
+                }
+            }
+            return Ok(json!({"_id": kuid, "expiresAt": expires_at, "jwt": jwt, "ttl": ttl}));
+        }
+        Err(KuzzleError::internal(
+            "auth:refreshToken: every token issued was already recorded",
+        ))
     }
 
     async fn logout(&self, req: &Request, ctx: &Context) -> Result<Value, KuzzleError> {
@@ -228,7 +329,9 @@ impl AuthController {
             return Ok(json!({"expiresAt": null, "kuid": "-1", "valid": true}));
         };
         Ok(match check_token(&self.secret, &self.cache, token).await? {
-            TokenCheck::Valid { kuid, expires_at } => {
+            TokenCheck::Valid {
+                kuid, expires_at, ..
+            } => {
                 json!({"expiresAt": expires_at, "kuid": kuid, "valid": true})
             }
             TokenCheck::Invalid => json!({"state": "Invalid token.", "valid": false}),
@@ -300,6 +403,12 @@ impl AuthController {
     }
 }
 
+/// Sleeps until just after the next wall-clock second.
+async fn next_second() {
+    let wait = 1000 - now_ms() % 1000;
+    tokio::time::sleep(std::time::Duration::from_millis(wait + 1)).await;
+}
+
 #[async_trait]
 impl Controller for AuthController {
     fn name(&self) -> &'static str {
@@ -316,6 +425,7 @@ impl Controller for AuthController {
                 ],
             ),
             ActionDef::new("logout", &[route("POST", "/_logout")]),
+            ActionDef::new("refreshToken", &[route("POST", "/_refreshToken")]),
             ActionDef::new("checkToken", &[route("POST", "/_checkToken")]),
             ActionDef::new(
                 "getCurrentUser",
@@ -336,6 +446,7 @@ impl Controller for AuthController {
         match action {
             "login" => self.login(req, ctx).await,
             "logout" => self.logout(req, ctx).await,
+            "refreshToken" => self.refresh(req, ctx).await,
             "checkToken" => self.check(req).await,
             "getCurrentUser" => self.current_user(ctx).await,
             "getMyRights" => self.my_rights(ctx).await,

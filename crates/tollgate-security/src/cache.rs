@@ -28,13 +28,17 @@ use crate::{PROFILE, ROLE, TOKEN, USER};
 pub struct TokenRecord {
     pub kuid: String,
     pub expires_at: i64,
+    /// Replaced by `auth:refreshToken`: valid until `expires_at` (the grace), then invalid, and
+    /// never refreshed again.
+    pub refreshed: bool,
 }
 
 impl TokenRecord {
-    fn from_doc(doc: &Doc) -> Option<Self> {
+    pub(crate) fn from_doc(doc: &Doc) -> Option<Self> {
         Some(Self {
             kuid: doc.body.get("kuid")?.as_str()?.to_owned(),
             expires_at: doc.body.get("expiresAt")?.as_i64()?,
+            refreshed: doc.body.get("refreshed").and_then(Value::as_bool) == Some(true),
         })
     }
 }

@@ -160,7 +160,12 @@ pub async fn profile_ids(
 /// The outcome of checking a token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenCheck {
-    Valid { kuid: String, expires_at: i64 },
+    Valid {
+        kuid: String,
+        expires_at: i64,
+        /// Replaced by `auth:refreshToken`, valid for the rest of its grace period only.
+        refreshed: bool,
+    },
     Invalid,
     Expired,
 }
@@ -224,11 +229,18 @@ pub async fn check_token(
         return Ok(TokenCheck::Invalid);
     };
     if record.expires_at >= 0 && record.expires_at <= i64::try_from(now).unwrap_or(i64::MAX) {
-        return Ok(TokenCheck::Expired);
+        // A refreshed token past its grace is revoked, as Kuzzle answers (its record is gone
+        // there), and whether or not the record was purged yet here.
+        return Ok(if record.refreshed {
+            TokenCheck::Invalid
+        } else {
+            TokenCheck::Expired
+        });
     }
     Ok(TokenCheck::Valid {
         kuid: record.kuid,
         expires_at: record.expires_at,
+        refreshed: record.refreshed,
     })
 }
 
@@ -264,10 +276,17 @@ impl Gate for SecurityGate {
             self.check_token(token).await?
         };
         match outcome {
-            TokenCheck::Valid { kuid, expires_at } => Ok(Caller {
+            TokenCheck::Valid {
+                kuid,
+                expires_at,
+                refreshed,
+            } => Ok(Caller {
                 kuid,
                 token: Some(token.to_owned()),
-                expires_at: u64::try_from(expires_at).ok(),
+                // The end of a refreshed token's grace is no expiry to notify: the socket follows
+                // the new token (`auth:refreshToken` links it), and a `TokenExpired` for the old
+                // one would make the SDK drop the new one.
+                expires_at: u64::try_from(expires_at).ok().filter(|_| !refreshed),
             }),
             TokenCheck::Invalid if self.failures.record(conn.peer) => {
                 Err(KuzzleError::plain(&API_PROCESS_TOO_MANY_LOGINS_REQUESTS))

@@ -348,7 +348,8 @@ mod tests {
                 check_token(&secret, &cache, jwt).await,
                 Ok(TokenCheck::Valid {
                     kuid: kuid.clone(),
-                    expires_at: -1
+                    expires_at: -1,
+                    refreshed: false,
                 })
             );
         }

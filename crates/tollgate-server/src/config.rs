@@ -104,6 +104,9 @@ pub struct SecuritySection {
     pub token_expires_in_ms: i64,
     /// Largest token lifetime in ms; -1 for no maximum (`security.authToken.maxTTL`).
     pub token_max_ttl_ms: i64,
+    /// How long a token replaced by `auth:refreshToken` stays valid, in ms, for the requests
+    /// already sent with it (Kuzzle's `security.jwt.gracePeriod`); 0 to 60000.
+    pub refresh_grace_ms: u64,
     /// argon2id memory cost in KiB (19 MiB).
     pub argon2_memory_kib: u32,
     /// argon2id iterations.
@@ -132,6 +135,7 @@ impl Default for SecuritySection {
             jwt_secret: None,
             token_expires_in_ms: 3_600_000,
             token_max_ttl_ms: -1,
+            refresh_grace_ms: 1_000,
             argon2_memory_kib: 19 * 1024,
             argon2_iterations: 2,
             argon2_parallelism: 1,
@@ -520,6 +524,9 @@ impl Config {
                 "security.token_expires_in_ms must not exceed security.token_max_ttl_ms".into(),
             );
         }
+        if self.security.refresh_grace_ms > 60_000 {
+            return bad("security.refresh_grace_ms must be at most 60000".into());
+        }
         if self.security.argon2_memory_kib > 4 * 1024 * 1024
             || !(1..=100).contains(&self.security.argon2_iterations)
             || !(1..=64).contains(&self.security.argon2_parallelism)
@@ -574,7 +581,11 @@ mod tests {
         assert_eq!(c.server.listen, "0.0.0.0:7512");
         assert_eq!(c.server.data_dir, PathBuf::from("./data"));
         assert_eq!(c.server.max_request_size, 1_048_576);
-        assert!(c.validate().is_ok());
+        assert_eq!(c.security.refresh_grace_ms, 1_000);
+        assert!(c.clone().validate().is_ok());
+        let mut c = c;
+        c.security.refresh_grace_ms = 60_001;
+        assert!(c.validate().is_err());
     }
 
     #[test]

@@ -220,11 +220,10 @@ impl Server {
         let routes = Arc::new(OnceLock::new());
         let mut router = Router::new();
         let probes: Vec<Arc<dyn HealthProbe>> = vec![Arc::new(StoreProbe(Arc::clone(&store)))];
-        router.register(Arc::new(ServerController::new(
-            Arc::clone(&node),
-            Arc::clone(&routes),
-            probes,
-        )));
+        router.register(Arc::new(
+            ServerController::new(Arc::clone(&node), Arc::clone(&routes), probes)
+                .with_store(Arc::clone(&store)),
+        ));
         router.register(Arc::new(SecurityController::new(
             Arc::clone(&store),
             Arc::clone(&cache),
@@ -245,6 +244,7 @@ impl Server {
             TokenConfig {
                 default_ttl_ms: config.security.token_expires_in_ms,
                 max_ttl_ms: config.security.token_max_ttl_ms,
+                refresh_grace_ms: config.security.refresh_grace_ms,
             },
             Arc::clone(&failures),
         )));

@@ -1,4 +1,4 @@
-//! The `server` controller: `now`, `info`, `healthCheck`, `publicApi` (`routes.md` §1).
+//! The `server` controller: `now`, `info`, `healthCheck`, `publicApi`, `adminExists` (`routes.md` §1).
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -8,6 +8,7 @@ use serde_json::{Map, Value, json};
 use tollgate_core::{ActionDef, Context, Controller, route};
 use tollgate_protocol::errors::CORE_FATAL_SERVICE_UNAVAILABLE;
 use tollgate_protocol::{KuzzleError, Request};
+use tollgate_storage::Store;
 
 /// The Kuzzle API level Tollgate implements.
 pub const KUZZLE_API_VERSION: &str = "2.56.0";
@@ -29,6 +30,8 @@ pub struct ServerController {
     /// Filled once the router is complete (the table lists this controller too).
     routes: Arc<OnceLock<Value>>,
     probes: Vec<Arc<dyn HealthProbe>>,
+    /// The store `adminExists` reads; without one the action is not served.
+    store: Option<Arc<dyn Store>>,
 }
 
 impl ServerController {
@@ -42,7 +45,25 @@ impl ServerController {
             started: Instant::now(),
             routes,
             probes,
+            store: None,
         }
+    }
+
+    /// Serves `server:adminExists` from `store`.
+    pub fn with_store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// `{"exists": <some user holds profile "admin">}`.
+    async fn admin_exists(&self) -> Result<Value, KuzzleError> {
+        let Some(store) = &self.store else {
+            return Err(KuzzleError::internal("server:adminExists has no store"));
+        };
+        let exists = tollgate_security::admin_exists(store.as_ref())
+            .await
+            .map_err(tollgate_security::store_error)?;
+        Ok(json!({ "exists": exists }))
     }
 
     fn route_table(&self) -> Value {
@@ -111,12 +132,19 @@ impl Controller for ServerController {
     }
 
     fn actions(&self) -> Vec<ActionDef> {
-        vec![
+        let mut actions = vec![
             ActionDef::new("now", &[route("GET", "/_now")]),
             ActionDef::new("info", &[route("GET", "/"), route("GET", "/_serverInfo")]),
             ActionDef::new("healthCheck", &[route("GET", "/_healthCheck")]),
             ActionDef::new("publicApi", &[route("GET", "/_publicApi")]),
-        ]
+        ];
+        if self.store.is_some() {
+            actions.push(ActionDef::new(
+                "adminExists",
+                &[route("GET", "/_adminExists")],
+            ));
+        }
+        actions
     }
 
     async fn call(
@@ -129,6 +157,7 @@ impl Controller for ServerController {
             "now" => Ok(json!({ "now": now_ms() })),
             "publicApi" => Ok(self.route_table()),
             "healthCheck" => self.health(req).await,
+            "adminExists" => self.admin_exists().await,
             "info" => {
                 let services: Map<String, Value> = self
                     .probes

@@ -13,5 +13,6 @@ mod roles;
 mod scaleout;
 mod sdk;
 mod security;
+mod security_api;
 mod shutdown;
 mod ws;

@@ -1,7 +1,9 @@
 //! The official Kuzzle JavaScript SDK (`kuzzle-sdk` 7.17.1, pinned in `sdk-tests/package.json`)
 //! drives a real server over its `WebSocket` and `Http` protocols, with Node.js scripts:
-//! `sdk-tests/profile_lifecycle.mjs` (the security profile lifecycle) and `sdk-tests/auth_flow.mjs`
-//! (createFirstAdmin with reset, login, checkToken, getCurrentUser, logout, revoked token).
+//! `sdk-tests/profile_lifecycle.mjs` (the security profile lifecycle), `sdk-tests/auth_flow.mjs`
+//! (createFirstAdmin with reset, login, checkToken, getCurrentUser, logout, revoked token) and
+//! `sdk-tests/refresh_token.mjs` (`kuzzle.auth.refreshToken()`: the SDK takes the new token, the old
+//! one works during the grace and is refused after it, no `TokenExpired` for the old one).
 //!
 //! Each script runs against a server on the default store (SQLite) and, in the `_postgresql`
 //! variants, against a node storing its data in PostgreSQL (a schema of its own in
@@ -240,6 +242,23 @@ async fn sdk_auth_flow_websocket() {
 #[cfg_attr(no_node, ignore = "Node.js not found on the PATH")]
 async fn sdk_auth_flow_http() {
     run_sdk_script("sdk_auth_flow_http", "auth_flow.mjs", "http").await;
+}
+
+#[tokio::test]
+#[cfg_attr(no_node, ignore = "Node.js not found on the PATH")]
+async fn sdk_refresh_token_websocket() {
+    run_sdk_script(
+        "sdk_refresh_token_websocket",
+        "refresh_token.mjs",
+        "websocket",
+    )
+    .await;
+}
+
+#[tokio::test]
+#[cfg_attr(no_node, ignore = "Node.js not found on the PATH")]
+async fn sdk_refresh_token_http() {
+    run_sdk_script("sdk_refresh_token_http", "refresh_token.mjs", "http").await;
 }
 
 #[tokio::test]
