@@ -24,6 +24,7 @@ use tollgate_protocol::errors::{
 use tollgate_protocol::{ArgRef, KuzzleError, Payload, Request};
 use tollgate_storage::{Committed, Doc, Expect, Op, Store, StoreError};
 
+use crate::audit;
 use crate::cache::{CachedDoc, PEER_APPLY_TIMEOUT, SecurityCache, SecuritySnapshot};
 use crate::dryrun;
 use crate::lockout::{self, Planned};
@@ -159,6 +160,80 @@ impl SecurityController {
             write.map(|(_, b)| b),
             impact,
         ))
+    }
+
+    /// `security:searchAuditLog`: the audit records (oldest first) matching every filter given:
+    /// `kind`, `target`, `author` (strings), `since`/`until` (epoch ms, inclusive); `from`/`size`.
+    async fn search_audit_log(&self, req: &Request) -> Result<Value, KuzzleError> {
+        let (from, size, _) = search_args(req, "", self.config.documents_fetch_count)?;
+        let kind = req.string("kind")?.map(str::to_owned);
+        let target = req.string("target")?.map(str::to_owned);
+        let author = req.string("author")?.map(str::to_owned);
+        let bound = |name: &str| -> Result<Option<u64>, KuzzleError> {
+            match req.integer(name)? {
+                None => Ok(None),
+                Some(n) => u64::try_from(n)
+                    .map(Some)
+                    .map_err(|_| KuzzleError::invalid_argument(name, "positive integer, or zero")),
+            }
+        };
+        let (since, until) = (bound("since")?, bound("until")?);
+        let field = |doc: &Doc, name: &str| {
+            doc.body
+                .get(name)
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        let hits = audit::records(self.store.as_ref(), |doc| {
+            let at = doc.body.get("at").and_then(Value::as_u64).unwrap_or(0);
+            kind.as_ref()
+                .is_none_or(|k| field(doc, "kind").as_ref() == Some(k))
+                && target
+                    .as_ref()
+                    .is_none_or(|t| field(doc, "target").as_ref() == Some(t))
+                && author
+                    .as_ref()
+                    .is_none_or(|a| field(doc, "author").as_ref() == Some(a))
+                && since.is_none_or(|s| at >= s)
+                && until.is_none_or(|u| at <= u)
+        })
+        .await
+        .map_err(store_error)?;
+        let total = hits.len();
+        let hits: Vec<Value> = hits
+            .into_iter()
+            .skip(from)
+            .take(size)
+            .map(|d| json!({"_id": d.id, "_source": d.body}))
+            .collect();
+        Ok(json!({"hits": hits, "total": total}))
+    }
+
+    /// `security:getProfileHistory` / `getRoleHistory`: every recorded version of one document,
+    /// oldest first: `_version` (null once deleted), `_source` as written, author, time, action.
+    async fn history(&self, kind: &'static str, req: &Request) -> Result<Value, KuzzleError> {
+        let id = req.required_id()?.to_owned();
+        let hits = audit::records(self.store.as_ref(), |doc| {
+            doc.body.get("kind").and_then(Value::as_str) == Some(kind)
+                && doc.body.get("target").and_then(Value::as_str) == Some(id.as_str())
+        })
+        .await
+        .map_err(store_error)?;
+        let hits: Vec<Value> = hits
+            .into_iter()
+            .map(|d| {
+                let b = &d.body;
+                json!({
+                    "_version": b.get("versionAfter"),
+                    "_source": b.get("document"),
+                    "action": b.get("action"),
+                    "at": b.get("at"),
+                    "author": b.get("author"),
+                })
+            })
+            .collect();
+        let total = hits.len();
+        Ok(json!({"hits": hits, "total": total}))
     }
 
     /// A dry run stops where the commit would fail for a missing role.
@@ -930,6 +1005,18 @@ impl Controller for SecurityController {
             ActionDef::new("searchRoles", &[route("POST", "/roles/_search")]),
             ActionDef::new("deleteRole", &[route("DELETE", "/roles/:_id")]),
             ActionDef::new(
+                "searchAuditLog",
+                &[
+                    route("POST", "/audit/_search"),
+                    route("GET", "/audit/_search"),
+                ],
+            ),
+            ActionDef::new(
+                "getProfileHistory",
+                &[route("GET", "/profiles/:_id/_history")],
+            ),
+            ActionDef::new("getRoleHistory", &[route("GET", "/roles/:_id/_history")]),
+            ActionDef::new(
                 "createUser",
                 &[
                     route("POST", "/users/_create"),
@@ -990,6 +1077,9 @@ impl Controller for SecurityController {
             "updateRole" => self.update_role(req, ctx).await,
             "searchRoles" => self.search_roles(req),
             "deleteRole" => self.delete_role(req).await,
+            "searchAuditLog" => self.search_audit_log(req).await,
+            "getProfileHistory" => self.history(PROFILE, req).await,
+            "getRoleHistory" => self.history(ROLE, req).await,
             "createUser" => self.create_user(req, ctx).await,
             "createFirstAdmin" => self.create_first_admin(req, ctx).await,
             "restrictDefaultRights" => self.restrict_default_rights(ctx).await,

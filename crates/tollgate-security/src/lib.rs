@@ -7,6 +7,7 @@
 //! - [`controller`]: the `security` actions;
 //! - [`native`]: the Kuzzle API table role validation checks against.
 
+pub mod audit;
 pub mod auth;
 pub mod cache;
 pub mod controller;

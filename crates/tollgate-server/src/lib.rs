@@ -21,6 +21,7 @@ use tokio::sync::Semaphore;
 use tollgate_catalog::{Catalog, CollectionController, IndexController};
 use tollgate_core::{Controller, Funnel, FunnelConfig, Gate, Router, Shutdown, UpgradeAcceptor};
 use tollgate_http::{HttpConfig, HttpFrontend};
+use tollgate_security::audit::AuditedStore;
 use tollgate_security::tokens::Secret;
 use tollgate_security::{
     AuthController, AuthFailures, CacheLimits, GateConfig, HashCost, Passwords, SecurityCache,
@@ -209,7 +210,10 @@ impl Server {
             },
         )
         .await?;
-        let catalog = Catalog::new(Arc::clone(&store));
+        // The controllers write through the audited store: each security or catalog write made for a
+        // request carries its audit record in the same batch.
+        let audited: Arc<dyn Store> = Arc::new(AuditedStore::new(Arc::clone(&store)));
+        let catalog = Catalog::new(Arc::clone(&audited));
         let secret = load_secret(store.as_ref(), config.security.jwt_secret.as_deref()).await?;
         let passwords = Passwords::new(HashCost {
             memory_kib: config.security.argon2_memory_kib,
@@ -225,7 +229,7 @@ impl Server {
                 .with_store(Arc::clone(&store)),
         ));
         router.register(Arc::new(SecurityController::new(
-            Arc::clone(&store),
+            Arc::clone(&audited),
             Arc::clone(&cache),
             catalog.clone(),
             SecurityConfig {
@@ -237,7 +241,7 @@ impl Server {
             config.security.failed_auth_per_minute_per_ip,
         ));
         router.register(Arc::new(AuthController::new(
-            Arc::clone(&store),
+            Arc::clone(&audited),
             Arc::clone(&cache),
             secret.clone(),
             passwords,
@@ -268,6 +272,7 @@ impl Server {
         shutdown.spawn(housekeeping(
             Arc::clone(&cache),
             Arc::clone(&store),
+            config.security.audit_retention_days,
             shutdown.clone(),
         ));
         let funnel = Arc::new(
@@ -506,7 +511,12 @@ async fn load_secret(store: &dyn Store, configured: Option<&str>) -> Result<Secr
 }
 
 /// Periodic chores until shutdown: warn while the install is open to anyone, purge expired tokens.
-async fn housekeeping(cache: Arc<SecurityCache>, store: Arc<dyn Store>, shutdown: Shutdown) {
+async fn housekeeping(
+    cache: Arc<SecurityCache>,
+    store: Arc<dyn Store>,
+    audit_retention_days: u32,
+    shutdown: Shutdown,
+) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     // Both chores read the store (users, tokens): once at start, then every ten minutes.
     let mut round: u64 = 0;
@@ -539,6 +549,13 @@ async fn housekeeping(cache: Arc<SecurityCache>, store: Arc<dyn Store>, shutdown
         let now = i64::try_from(tollgate_security::now_ms()).unwrap_or(i64::MAX);
         if let Err(error) = tollgate_security::purge_expired_tokens(store.as_ref(), now).await {
             tracing::warn!(%error, "purging expired tokens failed");
+        }
+        if audit_retention_days > 0 {
+            let keep_ms = u64::from(audit_retention_days) * 86_400_000;
+            let cutoff = tollgate_security::now_ms().saturating_sub(keep_ms);
+            if let Err(error) = tollgate_security::audit::purge(store.as_ref(), cutoff).await {
+                tracing::warn!(%error, "purging old audit records failed");
+            }
         }
     }
 }

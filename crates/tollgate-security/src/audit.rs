@@ -1,0 +1,318 @@
+//! The audit trail: every write to roles, profiles, users, credentials and the catalog is recorded,
+//! in the same batch (so in the same transaction) as the write itself: who asked (the caller's kuid,
+//! `-1` for anonymous), when, through which action, the target, its `_version` before and after,
+//! the JSON diff, and the document as written. A write that is rolled back leaves no record; a
+//! credential's record carries neither the document nor a diff (password hashes never enter it).
+//!
+//! [`AuditedStore`] wraps the store the controllers write through: it adds the records to each batch
+//! committed while serving a request ([`tollgate_core::scope`]). Writes made outside a request (the
+//! bootstrap, housekeeping) are not audited.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::{Map, Value, json};
+use tollgate_catalog::{COLLECTION, INDEX};
+use tollgate_storage::peers::PeerState;
+use tollgate_storage::{
+    Catchup, Committed, Doc, EngineInfo, Expect, Feed, Kind, Op, Page, Snapshot, Store, StoreError,
+};
+
+use crate::{CREDENTIAL, PROFILE, ROLE, USER, now_ms};
+
+/// Store kind of audit records (id: `<ms, 13 digits>-<writer>-<counter>`, so listing order is time
+/// order).
+pub const AUDIT: &str = "audit";
+
+/// The kinds whose writes are recorded.
+const AUDITED: &[Kind] = &[ROLE, PROFILE, USER, CREDENTIAL, INDEX, COLLECTION];
+
+/// The store the controllers write through; see the module documentation.
+pub struct AuditedStore {
+    inner: Arc<dyn Store>,
+    /// Tells this writer's record ids from other nodes'.
+    writer: String,
+    counter: AtomicU64,
+}
+
+impl std::fmt::Debug for AuditedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditedStore")
+            .field("writer", &self.writer)
+            .finish()
+    }
+}
+
+impl AuditedStore {
+    pub fn new(inner: Arc<dyn Store>) -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        Self {
+            inner,
+            writer: format!("{:08x}", nanos ^ std::process::id().rotate_left(16)),
+            counter: AtomicU64::new(0),
+        }
+    }
+
+    /// The records of `ops`, as puts to add to their batch.
+    async fn records(
+        &self,
+        scope: &tollgate_core::scope::RequestScope,
+        ops: &[Op],
+    ) -> Result<Vec<Op>, StoreError> {
+        let targets: Vec<(Kind, &str, Option<&Value>)> = ops
+            .iter()
+            .filter_map(|op| match op {
+                Op::Put { kind, id, body, .. } if AUDITED.contains(kind) => {
+                    Some((*kind, id.as_str(), Some(body)))
+                }
+                Op::Delete { kind, id, .. } if AUDITED.contains(kind) => {
+                    Some((*kind, id.as_str(), None))
+                }
+                _ => None,
+            })
+            .collect();
+        if targets.is_empty() {
+            return Ok(Vec::new());
+        }
+        let at = now_ms();
+        let mut records = Vec::with_capacity(targets.len());
+        for kind in AUDITED {
+            let ids: Vec<String> = targets
+                .iter()
+                .filter(|t| t.0 == *kind)
+                .map(|t| t.1.to_owned())
+                .collect();
+            if ids.is_empty() {
+                continue;
+            }
+            let before = self.inner.mget(kind, &ids).await?;
+            for ((_, id, after), before) in targets.iter().filter(|t| t.0 == *kind).zip(before) {
+                let secret = *kind == CREDENTIAL;
+                let version_after = after.map(|_| before.as_ref().map_or(1, |d| d.version + 1));
+                let diff = if secret {
+                    Value::Null
+                } else {
+                    diff(before.as_ref().map(|d| &d.body), *after)
+                };
+                let document = if secret {
+                    Value::Null
+                } else {
+                    after.cloned().unwrap_or(Value::Null)
+                };
+                let n = self.counter.fetch_add(1, Ordering::Relaxed);
+                records.push(Op::Put {
+                    kind: AUDIT,
+                    id: format!("{at:013}-{}-{n:010}", self.writer),
+                    body: json!({
+                        "action": format!("{}:{}", scope.controller, scope.action),
+                        "at": at,
+                        "author": scope.kuid,
+                        "diff": diff,
+                        "document": document,
+                        "kind": kind,
+                        "target": id,
+                        "versionAfter": version_after,
+                        "versionBefore": before.as_ref().map(|d| d.version),
+                    }),
+                    expect: Expect::Any,
+                });
+            }
+        }
+        Ok(records)
+    }
+}
+
+/// What changed from `before` to `after` (either absent: created, deleted), `_kuzzle_info` aside:
+/// `{"added": {pointer: value}, "removed": {pointer: value}, "changed": {pointer: {"from","to"}}}`,
+/// objects compared key by key (JSON pointers), anything else as a whole.
+pub fn diff(before: Option<&Value>, after: Option<&Value>) -> Value {
+    let mut out = Changes::default();
+    let empty = Value::Object(Map::new());
+    walk(
+        "",
+        before.unwrap_or(&empty),
+        after.unwrap_or(&empty),
+        &mut out,
+    );
+    json!({"added": out.added, "changed": out.changed, "removed": out.removed})
+}
+
+/// Keys added, removed, changed (JSON pointer → value).
+#[derive(Default)]
+struct Changes {
+    added: Map<String, Value>,
+    removed: Map<String, Value>,
+    changed: Map<String, Value>,
+}
+
+fn pointer(base: &str, key: &str) -> String {
+    format!("{base}/{}", key.replace('~', "~0").replace('/', "~1"))
+}
+
+fn walk(at: &str, before: &Value, after: &Value, out: &mut Changes) {
+    match (before, after) {
+        (Value::Object(b), Value::Object(a)) => {
+            for (key, bv) in b {
+                if at.is_empty() && key == "_kuzzle_info" {
+                    continue;
+                }
+                let p = pointer(at, key);
+                match a.get(key) {
+                    None => {
+                        out.removed.insert(p, bv.clone());
+                    }
+                    Some(av) => walk(&p, bv, av, out),
+                }
+            }
+            for (key, av) in a {
+                if (at.is_empty() && key == "_kuzzle_info") || b.contains_key(key) {
+                    continue;
+                }
+                out.added.insert(pointer(at, key), av.clone());
+            }
+        }
+        (b, a) if b != a => {
+            out.changed
+                .insert(at.to_owned(), json!({"from": b, "to": a}));
+        }
+        _ => {}
+    }
+}
+
+#[async_trait]
+impl Store for AuditedStore {
+    async fn get(&self, kind: Kind, id: &str) -> Result<Option<Doc>, StoreError> {
+        self.inner.get(kind, id).await
+    }
+    async fn mget(&self, kind: Kind, ids: &[String]) -> Result<Vec<Option<Doc>>, StoreError> {
+        self.inner.mget(kind, ids).await
+    }
+    async fn list(
+        &self,
+        kind: Kind,
+        prefix: &str,
+        from: u64,
+        size: Option<u64>,
+    ) -> Result<Page, StoreError> {
+        self.inner.list(kind, prefix, from, size).await
+    }
+    async fn commit(&self, mut ops: Vec<Op>) -> Result<Committed, StoreError> {
+        let Some(scope) = tollgate_core::scope::current() else {
+            return self.inner.commit(ops).await;
+        };
+        let written = ops.len();
+        let records = self.records(&scope, &ops).await?;
+        ops.extend(records);
+        let mut committed = self.inner.commit(ops).await?;
+        // The callers see the versions of their own operations only.
+        committed.versions.truncate(written);
+        Ok(committed)
+    }
+    async fn snapshot(&self, kinds: &[Kind]) -> Result<Snapshot, StoreError> {
+        self.inner.snapshot(kinds).await
+    }
+    fn subscribe(&self, after: u64) -> Feed {
+        self.inner.subscribe(after)
+    }
+    async fn changes_since(&self, after: u64, max: usize) -> Result<Catchup, StoreError> {
+        self.inner.changes_since(after, max).await
+    }
+    async fn current_seq(&self) -> Result<u64, StoreError> {
+        self.inner.current_seq().await
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
+    fn engine(&self) -> EngineInfo {
+        self.inner.engine()
+    }
+    fn applied(&self, seq: u64) {
+        self.inner.applied(seq);
+    }
+    async fn peers_applied(&self, seq: u64, timeout: Duration) -> Vec<String> {
+        self.inner.peers_applied(seq, timeout).await
+    }
+    fn peers(&self) -> Vec<PeerState> {
+        self.inner.peers()
+    }
+}
+
+/// Deletes the audit records older than `before_ms` (they are listed oldest first); returns how
+/// many.
+pub async fn purge(store: &dyn Store, before_ms: u64) -> Result<usize, StoreError> {
+    const PAGE: u64 = 1_000;
+    let cutoff = format!("{before_ms:013}");
+    let mut purged = 0;
+    loop {
+        let page = store.list(AUDIT, "", 0, Some(PAGE)).await?;
+        let old: Vec<Op> = page
+            .docs
+            .iter()
+            .take_while(|d| d.id.as_str() < cutoff.as_str())
+            .map(|d| Op::Delete {
+                kind: AUDIT,
+                id: d.id.clone(),
+                expect: Expect::Any,
+            })
+            .collect();
+        let all_old = old.len() as u64 == PAGE;
+        if old.is_empty() {
+            return Ok(purged);
+        }
+        purged += old.len();
+        store.commit(old).await?;
+        if !all_old {
+            return Ok(purged);
+        }
+    }
+}
+
+/// Every audit record, oldest first, that `keep` accepts.
+pub async fn records(
+    store: &dyn Store,
+    keep: impl Fn(&Doc) -> bool,
+) -> Result<Vec<Doc>, StoreError> {
+    const PAGE: u64 = 1_000;
+    let mut out = Vec::new();
+    let mut from = 0;
+    loop {
+        let page = store.list(AUDIT, "", from, Some(PAGE)).await?;
+        let count = page.docs.len() as u64;
+        out.extend(page.docs.into_iter().filter(&keep));
+        if count < PAGE {
+            return Ok(out);
+        }
+        from += PAGE;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn diffs_name_each_changed_key_by_its_pointer() {
+        let before = json!({"policies":[{"roleId":"a"}],"rateLimit":1,"x":{"a/b":1,"keep":2},"_kuzzle_info":{"updatedAt":1}});
+        let after = json!({"policies":[{"roleId":"b"}],"x":{"a/b":2,"keep":2,"new":null},"y":true,"_kuzzle_info":{"updatedAt":2}});
+        assert_eq!(
+            diff(Some(&before), Some(&after)),
+            json!({
+                "added": {"/x/new": null, "/y": true},
+                "changed": {"/policies": {"from":[{"roleId":"a"}],"to":[{"roleId":"b"}]}, "/x/a~1b": {"from":1,"to":2}},
+                "removed": {"/rateLimit": 1}
+            })
+        );
+        assert_eq!(
+            diff(None, Some(&json!({"a":1}))),
+            json!({"added":{"/a":1},"changed":{},"removed":{}})
+        );
+        assert_eq!(
+            diff(Some(&json!({"a":1})), None),
+            json!({"added":{},"changed":{},"removed":{"/a":1}})
+        );
+    }
+}
