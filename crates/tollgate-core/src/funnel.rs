@@ -16,6 +16,7 @@ use tollgate_protocol::{KuzzleError, Payload, Request, Response};
 
 use crate::context::{ConnectionInfo, Context};
 use crate::gate::Gate;
+use crate::observe::{Answered, Observer};
 use crate::router::Router;
 use crate::shutdown::Shutdown;
 
@@ -51,6 +52,7 @@ pub struct Funnel {
     /// Whether the services the node needs (its store) answer, as last checked by whoever owns
     /// this flag; `/_ready` follows it.
     services_up: Arc<AtomicBool>,
+    observer: Option<Arc<dyn Observer>>,
 }
 
 impl std::fmt::Debug for Funnel {
@@ -77,7 +79,30 @@ impl Funnel {
             config,
             shutdown,
             services_up: Arc::new(AtomicBool::new(true)),
+            observer: None,
         }
+    }
+
+    /// Tells `observer` of every answered request (the metrics layer).
+    pub fn with_observer(mut self, observer: Arc<dyn Observer>) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// The observer of the pipeline, for the front-ends' connection counts.
+    pub fn observer(&self) -> Option<&Arc<dyn Observer>> {
+        self.observer.as_ref()
+    }
+
+    /// Authenticates `req` and checks its caller's rights, without running it (endpoints outside
+    /// the router that are guarded by an action's right, such as `/_metrics`).
+    pub async fn check_access(
+        &self,
+        req: &Request,
+        conn: &Arc<ConnectionInfo>,
+    ) -> Result<(), KuzzleError> {
+        let caller = self.gate.authenticate(req, conn).await?;
+        self.gate.authorize(req, &caller).await
     }
 
     /// Makes `/_ready` follow `up` too (set by a task that checks the store).
@@ -101,10 +126,22 @@ impl Funnel {
 
     /// Runs a request through the pipeline and returns its one response.
     pub async fn execute(&self, req: Request, conn: &Arc<ConnectionInfo>) -> Response {
-        match self.run(&req, conn).await {
+        let started = self.observer.as_ref().map(|_| std::time::Instant::now());
+        let response = match self.run(&req, conn).await {
             Ok(result) => Response::success(&req, result),
             Err(error) => Response::failure(&req, error),
+        };
+        if let (Some(observer), Some(started)) = (&self.observer, started) {
+            observer.answered(&Answered {
+                controller: req.controller.as_deref().unwrap_or_default(),
+                action: req.action.as_deref().unwrap_or_default(),
+                protocol: conn.protocol,
+                status: response.status,
+                error: response.error.as_ref().map(KuzzleError::id),
+                elapsed: started.elapsed(),
+            });
         }
+        response
     }
 
     async fn run(&self, req: &Request, conn: &Arc<ConnectionInfo>) -> Result<Payload, KuzzleError> {

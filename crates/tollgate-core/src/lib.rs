@@ -4,6 +4,7 @@
 //!   routes each action declares);
 //! - [`funnel`]: the [`Funnel`], the single path every request takes;
 //! - [`gate`]: the authentication / rights / rate-limit hook points the Funnel calls before any action;
+//! - [`observe`]: what the metrics layer is told of requests and connections;
 //! - [`context`]: per-request state ([`Context`], [`Caller`], [`ConnectionInfo`]);
 //! - [`scope`]: which request the current task serves (for the audit trail);
 //! - [`shutdown`]: graceful shutdown ([`Shutdown`]);
@@ -12,6 +13,7 @@
 pub mod context;
 pub mod funnel;
 pub mod gate;
+pub mod observe;
 pub mod router;
 pub mod scope;
 pub mod shutdown;

@@ -33,6 +33,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tollgate_core::observe::{Access, Counted, Exposition};
 use tollgate_core::{ConnectionInfo, Funnel, Protocol, Shutdown, UpgradeAcceptor};
 use tollgate_protocol::errors::{
     API_PROCESS_OVERLOADED, NETWORK_HTTP_REQUEST_TOO_LARGE, NETWORK_HTTP_UNEXPECTED_ERROR,
@@ -134,6 +135,8 @@ pub struct HttpFrontend {
     shutdown: Shutdown,
     /// `max_buffered_body_bytes`, in KiB permits.
     body_budget: Arc<Semaphore>,
+    /// `GET /_metrics`, when metrics are on.
+    metrics: Option<Arc<dyn Exposition>>,
 }
 
 impl std::fmt::Debug for HttpFrontend {
@@ -170,6 +173,7 @@ impl HttpFrontend {
         let tree = RouteTree::new(&funnel.router().http_routes());
         let body_budget = Arc::new(Semaphore::new(kib(config.max_buffered_body_bytes)));
         Self {
+            metrics: None,
             funnel,
             tree,
             config,
@@ -185,12 +189,22 @@ impl HttpFrontend {
     ///
     /// `guard` is held until the connection ends, including a WebSocket it is upgraded to (the
     /// server passes its connection-count permit).
+    /// Serves `GET /_metrics` from `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<dyn Exposition>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
     pub async fn serve_connection(
         self: Arc<Self>,
         stream: TcpStream,
         peer: SocketAddr,
         guard: ConnectionGuard,
     ) {
+        let _counted = self
+            .funnel
+            .observer()
+            .map(|o| Counted::new(Arc::clone(o), Protocol::Http));
         let _ = stream.set_nodelay(true);
         let connection_id: Arc<str> = Arc::from(new_request_id());
         let this = Arc::clone(&self);
@@ -334,6 +348,11 @@ impl HttpFrontend {
             }
         };
 
+        if let (Some(metrics), true) = (&self.metrics, verb == "GET" && path == "/_metrics") {
+            return self
+                .metrics(metrics, &parts.headers, &query, &conn, &reply)
+                .await;
+        }
         let response = match (verb, path.as_str()) {
             ("GET", "/_healthcheck") => {
                 Response::special(reply.request_id.clone(), 200, Value::Null)
@@ -434,6 +453,44 @@ impl HttpFrontend {
             decode()?
         };
         Ok((value, budget))
+    }
+
+    /// `GET /_metrics`: the text exposition; with [`Access::Token`], only for a token whose user may
+    /// call `server:metrics` (the `Authorization` header or `?jwt=`).
+    async fn metrics(
+        &self,
+        metrics: &Arc<dyn Exposition>,
+        headers: &HeaderMap,
+        query: &[(String, Option<String>)],
+        conn: &Arc<ConnectionInfo>,
+        reply: &Reply,
+    ) -> hyper::Response<Full<Bytes>> {
+        if metrics.access() == Access::Token {
+            let jwt = bearer(headers).or_else(|| {
+                query
+                    .iter()
+                    .rev()
+                    .find(|(k, _)| k == "jwt")
+                    .map(|(_, v)| v.clone().unwrap_or_default())
+            });
+            let mut envelope = json!({"controller": "server", "action": "metrics"});
+            if let Some(jwt) = jwt {
+                envelope["jwt"] = Value::String(jwt);
+            }
+            let checked = match Request::from_json(envelope, Some(reply.request_id.clone())) {
+                Ok(req) => self.funnel.check_access(&req, conn).await,
+                Err(e) => Err(e.error),
+            };
+            if let Err(e) = checked {
+                return self.finish_json(e.status(), to_json_bytes(&e, reply.pretty), reply);
+            }
+        }
+        let mut response = self.finish(StatusCode::OK, metrics.render().await.into_bytes(), reply);
+        response.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        );
+        response
     }
 
     /// Reads what is left of a refused body and drops it: at most [`DRAIN_MAX`] bytes, within the

@@ -92,6 +92,24 @@ pub struct Config {
     pub log: LogSection,
     pub storage: StorageSection,
     pub security: SecuritySection,
+    pub metrics: MetricsSection,
+}
+
+/// `GET /_metrics` (Prometheus text format).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsSection {
+    /// `off` (no endpoint: 404), `open` (anyone reaching the port), or `token` (a token whose user
+    /// may call `server:metrics`, in `Authorization: Bearer` or `?jwt=`).
+    pub mode: String,
+}
+
+impl Default for MetricsSection {
+    fn default() -> Self {
+        Self {
+            mode: "off".to_owned(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -459,6 +477,12 @@ impl Config {
         }
         if self.limits.concurrent_requests == 0 {
             return bad("limits.concurrent_requests must be at least 1".into());
+        }
+        if !matches!(self.metrics.mode.as_str(), "off" | "open" | "token") {
+            return bad(format!(
+                "metrics.mode must be \"off\", \"open\" or \"token\", not {:?}",
+                self.metrics.mode
+            ));
         }
         if !matches!(
             self.storage.engine.as_str(),

@@ -19,8 +19,10 @@ use dashmap::DashMap;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tollgate_catalog::{Catalog, CollectionController, IndexController};
+use tollgate_core::observe::{Access, Exposition};
 use tollgate_core::{Controller, Funnel, FunnelConfig, Gate, Router, Shutdown, UpgradeAcceptor};
 use tollgate_http::{HttpConfig, HttpFrontend};
+use tollgate_metrics::{MeteredStore, Metrics};
 use tollgate_security::audit::AuditedStore;
 use tollgate_security::tokens::Secret;
 use tollgate_security::{
@@ -114,6 +116,39 @@ impl HealthProbe for StoreProbe {
             });
         }
         info
+    }
+}
+
+/// `GET /_metrics`: the node's metrics, with the gauges read when rendered.
+struct NodeMetrics {
+    metrics: Arc<Metrics>,
+    cache: Arc<SecurityCache>,
+    store: Arc<dyn Store>,
+    access: Access,
+}
+
+#[async_trait::async_trait]
+impl Exposition for NodeMetrics {
+    fn access(&self) -> Access {
+        self.access
+    }
+
+    async fn render(&self) -> String {
+        let gauges = &self.metrics.gauges;
+        let (users, tokens) = self.cache.cached_entries();
+        let snapshot = self.cache.snapshot();
+        let as_i64 = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        gauges.cached_users.set(as_i64(users));
+        gauges.cached_tokens.set(as_i64(tokens));
+        gauges.roles.set(as_i64(snapshot.roles.len()));
+        gauges.profiles.set(as_i64(snapshot.profiles.len()));
+        if let Ok(Ok(seq)) =
+            tokio::time::timeout(Duration::from_secs(2), self.store.current_seq()).await
+        {
+            let lag = seq.saturating_sub(self.cache.applied_seq());
+            gauges.feed_lag.set(i64::try_from(lag).unwrap_or(i64::MAX));
+        }
+        self.metrics.encode()
     }
 }
 
@@ -212,7 +247,13 @@ impl Server {
         .await?;
         // The controllers write through the audited store: each security or catalog write made for a
         // request carries its audit record in the same batch.
-        let audited: Arc<dyn Store> = Arc::new(AuditedStore::new(Arc::clone(&store)));
+        let metrics = (config.metrics.mode != "off").then(Metrics::new);
+        // Commits are measured below the audit layer (the records are part of each batch).
+        let written: Arc<dyn Store> = match &metrics {
+            Some(m) => Arc::new(MeteredStore::new(Arc::clone(&store), Arc::clone(m))),
+            None => Arc::clone(&store),
+        };
+        let audited: Arc<dyn Store> = Arc::new(AuditedStore::new(written));
         let catalog = Catalog::new(Arc::clone(&audited));
         let secret = load_secret(store.as_ref(), config.security.jwt_secret.as_deref()).await?;
         let passwords = Passwords::new(HashCost {
@@ -257,7 +298,17 @@ impl Server {
         for controller in ext.controllers {
             router.register(controller);
         }
-        let _ = routes.set(router.route_table());
+        let table = router.route_table();
+        if let (Some(m), Some(controllers)) = (&metrics, table.as_object()) {
+            m.name_actions(controllers.iter().flat_map(|(c, actions)| {
+                actions
+                    .as_object()
+                    .into_iter()
+                    .flat_map(|a| a.keys())
+                    .map(move |a| (c.clone(), a.clone()))
+            }));
+        }
+        let _ = routes.set(table);
         let router = Arc::new(router);
 
         let gate: Arc<dyn Gate> = Arc::new(SecurityGate::new(
@@ -275,19 +326,24 @@ impl Server {
             config.security.audit_retention_days,
             shutdown.clone(),
         ));
-        let funnel = Arc::new(
-            Funnel::new(
-                router,
-                gate,
-                FunnelConfig {
-                    concurrent_requests: config.limits.concurrent_requests,
-                    requests_buffer_size: config.limits.requests_buffer_size,
-                    allowed_origins: config.http.allowed_origins.clone(),
-                },
-                shutdown.clone(),
-            )
-            .with_services_up(store_up(Arc::clone(&store), &shutdown)),
-        );
+        let funnel = Funnel::new(
+            router,
+            gate,
+            FunnelConfig {
+                concurrent_requests: config.limits.concurrent_requests,
+                requests_buffer_size: config.limits.requests_buffer_size,
+                allowed_origins: config.http.allowed_origins.clone(),
+            },
+            shutdown.clone(),
+        )
+        .with_services_up(store_up(Arc::clone(&store), &shutdown));
+        // Metrics are one layer of the pipeline: the Funnel tells it of every answer.
+        let funnel = Arc::new(match &metrics {
+            Some(m) => {
+                funnel.with_observer(Arc::clone(m) as Arc<dyn tollgate_core::observe::Observer>)
+            }
+            None => funnel,
+        });
         let ws: Arc<dyn UpgradeAcceptor> = Arc::new(WsFrontend::new(
             Arc::clone(&funnel),
             WsConfig {
@@ -301,7 +357,7 @@ impl Server {
             Arc::clone(&node),
             shutdown.clone(),
         ));
-        let http = Arc::new(HttpFrontend::new(
+        let http = HttpFrontend::new(
             funnel,
             HttpConfig {
                 max_request_size: config.server.max_request_size,
@@ -322,7 +378,20 @@ impl Server {
             Arc::clone(&node),
             Some(ws),
             shutdown.clone(),
-        ));
+        );
+        let http = Arc::new(match metrics {
+            Some(metrics) => http.with_metrics(Arc::new(NodeMetrics {
+                metrics,
+                cache: Arc::clone(&cache),
+                store: Arc::clone(&store),
+                access: if config.metrics.mode == "token" {
+                    Access::Token
+                } else {
+                    Access::Open
+                },
+            })),
+            None => http,
+        });
 
         let accept_loop = tokio::spawn(accept_loop(
             listener,

@@ -120,6 +120,12 @@ impl UpgradeAcceptor for WsFrontend {
     ) -> Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
         let inner = Arc::clone(&self.inner);
         Box::pin(async move {
+            let _counted = inner.funnel.observer().map(|o| {
+                tollgate_core::observe::Counted::new(
+                    Arc::clone(o),
+                    tollgate_core::Protocol::WebSocket,
+                )
+            });
             let ws = WebSocketStream::from_raw_socket(
                 io,
                 Role::Server,

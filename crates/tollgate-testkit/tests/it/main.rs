@@ -9,6 +9,7 @@ mod hardening;
 mod http;
 mod lifecycle;
 mod lockout;
+mod metrics;
 mod profiles;
 mod roles;
 mod scaleout;

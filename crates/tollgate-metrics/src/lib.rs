@@ -1,0 +1,328 @@
+//! Prometheus metrics (`prometheus-client`): one layer of the pipeline, fed by the Funnel's
+//! [`Observer`] hook (requests, connections) and by [`MeteredStore`] (commits), never by controller
+//! code. Rendered in the text exposition format for `GET /_metrics`.
+//!
+//! Label values come from bounded sets only: the controller:action pairs the router serves (any other
+//! name counts as `unknown`), the protocols, the HTTP statuses and the error ids of the registry.
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use tollgate_core::Protocol;
+use tollgate_core::observe::{Answered, Observer};
+use tollgate_storage::peers::PeerState;
+use tollgate_storage::{
+    Catchup, Committed, Doc, EngineInfo, Feed, Kind, Op, Page, Snapshot, Store, StoreError,
+};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    controller: &'static str,
+    action: &'static str,
+    protocol: &'static str,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LatencyLabels {
+    controller: &'static str,
+    action: &'static str,
+    protocol: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ErrorLabels {
+    id: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProtocolLabels {
+    protocol: &'static str,
+}
+
+/// controller → action → the interned label values.
+type Names = HashMap<String, HashMap<String, (&'static str, &'static str)>>;
+
+type LatencyFamily = Family<LatencyLabels, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 50 µs to about 1.6 s.
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 16))
+}
+
+fn protocol(p: Protocol) -> &'static str {
+    match p {
+        Protocol::Http => "http",
+        Protocol::WebSocket => "websocket",
+    }
+}
+
+/// Gauges set when the metrics are rendered (state read on demand rather than counted).
+#[derive(Debug, Default)]
+pub struct Gauges {
+    pub cached_users: Gauge,
+    pub cached_tokens: Gauge,
+    pub roles: Gauge,
+    pub profiles: Gauge,
+    /// Changes committed to the store that this node's cache has not applied yet.
+    pub feed_lag: Gauge,
+}
+
+/// Every metric of a node.
+pub struct Metrics {
+    registry: Registry,
+    /// Served controller:action names, interned once (the label values of known actions).
+    names: OnceLock<Names>,
+    requests: Family<RequestLabels, Counter>,
+    latency: LatencyFamily,
+    errors: Family<ErrorLabels, Counter>,
+    connections: Family<ProtocolLabels, Gauge>,
+    commit_latency: Histogram,
+    commit_ops: Histogram,
+    commit_failures: Counter,
+    pub gauges: Gauges,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics")
+            .field("controllers", &self.names.get().map_or(0, HashMap::len))
+            .finish()
+    }
+}
+
+impl Metrics {
+    /// The metrics of a node; [`Metrics::name_actions`] tells it the actions served.
+    pub fn new() -> Arc<Self> {
+        // Bounded: the router's actions, named once for the life of the process.
+        let requests = Family::<RequestLabels, Counter>::default();
+        let latency: LatencyFamily = Family::new_with_constructor(latency_histogram);
+        let errors = Family::<ErrorLabels, Counter>::default();
+        let connections = Family::<ProtocolLabels, Gauge>::default();
+        let commit_latency = Histogram::new(exponential_buckets(0.000_05, 2.0, 16));
+        let commit_ops = Histogram::new(exponential_buckets(1.0, 2.0, 12));
+        let commit_failures = Counter::default();
+        let gauges = Gauges::default();
+        let mut registry = Registry::with_prefix("tollgate");
+        registry.register(
+            "requests",
+            "Requests answered, by controller:action, protocol and status",
+            requests.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Time to answer a request, by controller:action and protocol",
+            latency.clone(),
+        );
+        registry.register(
+            "errors",
+            "Error answers by Kuzzle error id (rate limits: api.process.too_many_requests, login limits: api.process.too_many_logins_requests)",
+            errors.clone(),
+        );
+        registry.register(
+            "open_connections",
+            "Open client connections, by protocol (http counts every TCP connection, websocket the upgraded ones)",
+            connections.clone(),
+        );
+        registry.register(
+            "store_commit_duration_seconds",
+            "Time to commit one batch to the store (durable when it returns)",
+            commit_latency.clone(),
+        );
+        registry.register(
+            "store_commit_operations",
+            "Operations per committed batch",
+            commit_ops.clone(),
+        );
+        registry.register(
+            "store_commit_failures",
+            "Batches the store refused (conflicts included)",
+            commit_failures.clone(),
+        );
+        registry.register(
+            "cache_users",
+            "Users held in this node's cache",
+            gauges.cached_users.clone(),
+        );
+        registry.register(
+            "cache_tokens",
+            "Token records held in this node's cache",
+            gauges.cached_tokens.clone(),
+        );
+        registry.register(
+            "cache_roles",
+            "Roles in this node's cache",
+            gauges.roles.clone(),
+        );
+        registry.register(
+            "cache_profiles",
+            "Profiles in this node's cache",
+            gauges.profiles.clone(),
+        );
+        registry.register(
+            "feed_lag",
+            "Changes committed to the store not applied by this node's cache yet",
+            gauges.feed_lag.clone(),
+        );
+        Arc::new(Self {
+            registry,
+            names: OnceLock::new(),
+            requests,
+            latency,
+            errors,
+            connections,
+            commit_latency,
+            commit_ops,
+            commit_failures,
+            gauges,
+        })
+    }
+
+    /// The controller:action pairs the router serves (the only ones counted under their names; any
+    /// other is `unknown`). Set once, when the router is complete.
+    pub fn name_actions(&self, actions: impl IntoIterator<Item = (String, String)>) {
+        let mut names = Names::new();
+        for (c, a) in actions {
+            // Bounded: the router's actions, named once for the life of the process.
+            let interned: (&'static str, &'static str) = (
+                Box::leak(c.clone().into_boxed_str()),
+                Box::leak(a.clone().into_boxed_str()),
+            );
+            names.entry(c).or_default().insert(a, interned);
+        }
+        let _ = self.names.set(names);
+    }
+
+    /// The text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+
+    fn names(&self, controller: &str, action: &str) -> (&'static str, &'static str) {
+        self.names
+            .get()
+            .and_then(|names| names.get(controller))
+            .and_then(|actions| actions.get(action))
+            .copied()
+            .unwrap_or(("unknown", "unknown"))
+    }
+}
+
+impl Observer for Metrics {
+    fn answered(&self, answer: &Answered<'_>) {
+        let (controller, action) = self.names(answer.controller, answer.action);
+        let protocol = protocol(answer.protocol);
+        self.requests
+            .get_or_create(&RequestLabels {
+                controller,
+                action,
+                protocol,
+                status: answer.status,
+            })
+            .inc();
+        self.latency
+            .get_or_create(&LatencyLabels {
+                controller,
+                action,
+                protocol,
+            })
+            .observe(answer.elapsed.as_secs_f64());
+        if let Some(id) = answer.error {
+            self.errors.get_or_create(&ErrorLabels { id }).inc();
+        }
+    }
+
+    fn connection(&self, p: Protocol, opened: bool) {
+        let gauge = self.connections.get_or_create(&ProtocolLabels {
+            protocol: protocol(p),
+        });
+        if opened {
+            gauge.inc();
+        } else {
+            gauge.dec();
+        }
+    }
+}
+
+/// The store, with its commits measured.
+pub struct MeteredStore {
+    inner: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+}
+
+impl MeteredStore {
+    pub fn new(inner: Arc<dyn Store>, metrics: Arc<Metrics>) -> Self {
+        Self { inner, metrics }
+    }
+}
+
+#[async_trait]
+impl Store for MeteredStore {
+    async fn get(&self, kind: Kind, id: &str) -> Result<Option<Doc>, StoreError> {
+        self.inner.get(kind, id).await
+    }
+    async fn mget(&self, kind: Kind, ids: &[String]) -> Result<Vec<Option<Doc>>, StoreError> {
+        self.inner.mget(kind, ids).await
+    }
+    async fn list(
+        &self,
+        kind: Kind,
+        prefix: &str,
+        from: u64,
+        size: Option<u64>,
+    ) -> Result<Page, StoreError> {
+        self.inner.list(kind, prefix, from, size).await
+    }
+    async fn commit(&self, ops: Vec<Op>) -> Result<Committed, StoreError> {
+        let count = ops.len();
+        let started = Instant::now();
+        let outcome = self.inner.commit(ops).await;
+        self.metrics
+            .commit_latency
+            .observe(started.elapsed().as_secs_f64());
+        self.metrics.commit_ops.observe(count as f64);
+        if outcome.is_err() {
+            self.metrics.commit_failures.inc();
+        }
+        outcome
+    }
+    async fn snapshot(&self, kinds: &[Kind]) -> Result<Snapshot, StoreError> {
+        self.inner.snapshot(kinds).await
+    }
+    fn subscribe(&self, after: u64) -> Feed {
+        self.inner.subscribe(after)
+    }
+    async fn changes_since(&self, after: u64, max: usize) -> Result<Catchup, StoreError> {
+        self.inner.changes_since(after, max).await
+    }
+    async fn current_seq(&self) -> Result<u64, StoreError> {
+        self.inner.current_seq().await
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
+    fn engine(&self) -> EngineInfo {
+        self.inner.engine()
+    }
+    fn applied(&self, seq: u64) {
+        self.inner.applied(seq);
+    }
+    async fn peers_applied(&self, seq: u64, timeout: Duration) -> Vec<String> {
+        self.inner.peers_applied(seq, timeout).await
+    }
+    fn peers(&self) -> Vec<PeerState> {
+        self.inner.peers()
+    }
+}
