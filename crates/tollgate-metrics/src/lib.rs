@@ -1,5 +1,5 @@
 //! Prometheus metrics (`prometheus-client`): one layer of the pipeline, fed by the Funnel's
-//! [`Observer`] hook (requests, connections) and by [`MeteredStore`] (commits), never by controller
+//! [`Observer`] hook (requests, connections) and by [`MeteredCommits`] (a commit layer of the store), never by controller
 //! code. Rendered in the text exposition format for `GET /_metrics`.
 //!
 //! Label values come from bounded sets only: the controller:action pairs the router serves (any other
@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use async_trait::async_trait;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -18,10 +18,8 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use tollgate_core::Protocol;
 use tollgate_core::observe::{Answered, Observer};
-use tollgate_storage::peers::PeerState;
-use tollgate_storage::{
-    Catchup, Committed, Doc, EngineInfo, Feed, Kind, Op, Page, Snapshot, Store, StoreError,
-};
+use tollgate_storage::layer::CommitLayer;
+use tollgate_storage::{Committed, Op, Store, StoreError};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -256,73 +254,23 @@ impl Observer for Metrics {
     }
 }
 
-/// The store, with its commits measured.
-pub struct MeteredStore {
-    inner: Arc<dyn Store>,
-    metrics: Arc<Metrics>,
-}
-
-impl MeteredStore {
-    pub fn new(inner: Arc<dyn Store>, metrics: Arc<Metrics>) -> Self {
-        Self { inner, metrics }
-    }
-}
+/// The commit layer that times each batch.
+pub struct MeteredCommits(pub Arc<Metrics>);
 
 #[async_trait]
-impl Store for MeteredStore {
-    async fn get(&self, kind: Kind, id: &str) -> Result<Option<Doc>, StoreError> {
-        self.inner.get(kind, id).await
-    }
-    async fn mget(&self, kind: Kind, ids: &[String]) -> Result<Vec<Option<Doc>>, StoreError> {
-        self.inner.mget(kind, ids).await
-    }
-    async fn list(
-        &self,
-        kind: Kind,
-        prefix: &str,
-        from: u64,
-        size: Option<u64>,
-    ) -> Result<Page, StoreError> {
-        self.inner.list(kind, prefix, from, size).await
-    }
-    async fn commit(&self, ops: Vec<Op>) -> Result<Committed, StoreError> {
+impl CommitLayer for MeteredCommits {
+    async fn commit(&self, below: &dyn Store, ops: Vec<Op>) -> Result<Committed, StoreError> {
         let count = ops.len();
         let started = Instant::now();
-        let outcome = self.inner.commit(ops).await;
-        self.metrics
+        let outcome = below.commit(ops).await;
+        let metrics = &self.0;
+        metrics
             .commit_latency
             .observe(started.elapsed().as_secs_f64());
-        self.metrics.commit_ops.observe(count as f64);
+        metrics.commit_ops.observe(count as f64);
         if outcome.is_err() {
-            self.metrics.commit_failures.inc();
+            metrics.commit_failures.inc();
         }
         outcome
-    }
-    async fn snapshot(&self, kinds: &[Kind]) -> Result<Snapshot, StoreError> {
-        self.inner.snapshot(kinds).await
-    }
-    fn subscribe(&self, after: u64) -> Feed {
-        self.inner.subscribe(after)
-    }
-    async fn changes_since(&self, after: u64, max: usize) -> Result<Catchup, StoreError> {
-        self.inner.changes_since(after, max).await
-    }
-    async fn current_seq(&self) -> Result<u64, StoreError> {
-        self.inner.current_seq().await
-    }
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.inner.ping().await
-    }
-    fn engine(&self) -> EngineInfo {
-        self.inner.engine()
-    }
-    fn applied(&self, seq: u64) {
-        self.inner.applied(seq);
-    }
-    async fn peers_applied(&self, seq: u64, timeout: Duration) -> Vec<String> {
-        self.inner.peers_applied(seq, timeout).await
-    }
-    fn peers(&self) -> Vec<PeerState> {
-        self.inner.peers()
     }
 }

@@ -4,21 +4,17 @@
 //! the JSON diff, and the document as written. A write that is rolled back leaves no record; a
 //! credential's record carries neither the document nor a diff (password hashes never enter it).
 //!
-//! [`AuditedStore`] wraps the store the controllers write through: it adds the records to each batch
-//! committed while serving a request ([`tollgate_core::scope`]). Writes made outside a request (the
+//! [`Audit`] is a commit layer of the store the controllers write through: it adds the records to
+//! each batch committed while serving a request ([`tollgate_core::scope`]). Writes made outside a request (the
 //! bootstrap, housekeeping) are not audited.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::{Map, Value, json};
 use tollgate_catalog::{COLLECTION, INDEX};
-use tollgate_storage::peers::PeerState;
-use tollgate_storage::{
-    Catchup, Committed, Doc, EngineInfo, Expect, Feed, Kind, Op, Page, Snapshot, Store, StoreError,
-};
+use tollgate_storage::layer::CommitLayer;
+use tollgate_storage::{Committed, Doc, Expect, Kind, Op, Store, StoreError};
 
 use crate::{CREDENTIAL, PROFILE, ROLE, USER, now_ms};
 
@@ -29,29 +25,33 @@ pub const AUDIT: &str = "audit";
 /// The kinds whose writes are recorded.
 const AUDITED: &[Kind] = &[ROLE, PROFILE, USER, CREDENTIAL, INDEX, COLLECTION];
 
-/// The store the controllers write through; see the module documentation.
-pub struct AuditedStore {
-    inner: Arc<dyn Store>,
+/// The audit layer; see the module documentation.
+pub struct Audit {
     /// Tells this writer's record ids from other nodes'.
     writer: String,
     counter: AtomicU64,
 }
 
-impl std::fmt::Debug for AuditedStore {
+impl std::fmt::Debug for Audit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AuditedStore")
+        f.debug_struct("Audit")
             .field("writer", &self.writer)
             .finish()
     }
 }
 
-impl AuditedStore {
-    pub fn new(inner: Arc<dyn Store>) -> Self {
+impl Default for Audit {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Audit {
+    pub fn new() -> Self {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos());
         Self {
-            inner,
             writer: format!("{:08x}", nanos ^ std::process::id().rotate_left(16)),
             counter: AtomicU64::new(0),
         }
@@ -60,6 +60,7 @@ impl AuditedStore {
     /// The records of `ops`, as puts to add to their batch.
     async fn records(
         &self,
+        below: &dyn Store,
         scope: &tollgate_core::scope::RequestScope,
         ops: &[Op],
     ) -> Result<Vec<Op>, StoreError> {
@@ -89,7 +90,7 @@ impl AuditedStore {
             if ids.is_empty() {
                 continue;
             }
-            let before = self.inner.mget(kind, &ids).await?;
+            let before = below.mget(kind, &ids).await?;
             for ((_, id, after), before) in targets.iter().filter(|t| t.0 == *kind).zip(before) {
                 let secret = *kind == CREDENTIAL;
                 let version_after = after.map(|_| before.as_ref().map_or(1, |d| d.version + 1));
@@ -184,60 +185,18 @@ fn walk(at: &str, before: &Value, after: &Value, out: &mut Changes) {
 }
 
 #[async_trait]
-impl Store for AuditedStore {
-    async fn get(&self, kind: Kind, id: &str) -> Result<Option<Doc>, StoreError> {
-        self.inner.get(kind, id).await
-    }
-    async fn mget(&self, kind: Kind, ids: &[String]) -> Result<Vec<Option<Doc>>, StoreError> {
-        self.inner.mget(kind, ids).await
-    }
-    async fn list(
-        &self,
-        kind: Kind,
-        prefix: &str,
-        from: u64,
-        size: Option<u64>,
-    ) -> Result<Page, StoreError> {
-        self.inner.list(kind, prefix, from, size).await
-    }
-    async fn commit(&self, mut ops: Vec<Op>) -> Result<Committed, StoreError> {
+impl CommitLayer for Audit {
+    async fn commit(&self, below: &dyn Store, mut ops: Vec<Op>) -> Result<Committed, StoreError> {
         let Some(scope) = tollgate_core::scope::current() else {
-            return self.inner.commit(ops).await;
+            return below.commit(ops).await;
         };
         let written = ops.len();
-        let records = self.records(&scope, &ops).await?;
+        let records = self.records(below, &scope, &ops).await?;
         ops.extend(records);
-        let mut committed = self.inner.commit(ops).await?;
+        let mut committed = below.commit(ops).await?;
         // The callers see the versions of their own operations only.
         committed.versions.truncate(written);
         Ok(committed)
-    }
-    async fn snapshot(&self, kinds: &[Kind]) -> Result<Snapshot, StoreError> {
-        self.inner.snapshot(kinds).await
-    }
-    fn subscribe(&self, after: u64) -> Feed {
-        self.inner.subscribe(after)
-    }
-    async fn changes_since(&self, after: u64, max: usize) -> Result<Catchup, StoreError> {
-        self.inner.changes_since(after, max).await
-    }
-    async fn current_seq(&self) -> Result<u64, StoreError> {
-        self.inner.current_seq().await
-    }
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.inner.ping().await
-    }
-    fn engine(&self) -> EngineInfo {
-        self.inner.engine()
-    }
-    fn applied(&self, seq: u64) {
-        self.inner.applied(seq);
-    }
-    async fn peers_applied(&self, seq: u64, timeout: Duration) -> Vec<String> {
-        self.inner.peers_applied(seq, timeout).await
-    }
-    fn peers(&self) -> Vec<PeerState> {
-        self.inner.peers()
     }
 }
 

@@ -22,13 +22,14 @@ use tollgate_catalog::{Catalog, CollectionController, IndexController};
 use tollgate_core::observe::{Access, Exposition};
 use tollgate_core::{Controller, Funnel, FunnelConfig, Gate, Router, Shutdown, UpgradeAcceptor};
 use tollgate_http::{HttpConfig, HttpFrontend};
-use tollgate_metrics::{MeteredStore, Metrics};
-use tollgate_security::audit::AuditedStore;
+use tollgate_metrics::{MeteredCommits, Metrics};
+use tollgate_security::audit::Audit;
 use tollgate_security::tokens::Secret;
 use tollgate_security::{
     AuthController, AuthFailures, CacheLimits, GateConfig, HashCost, Passwords, SecurityCache,
     SecurityConfig, SecurityController, SecurityGate, TokenConfig,
 };
+use tollgate_storage::layer::Layered;
 use tollgate_storage::memory::MemoryStore;
 use tollgate_storage::postgres::PostgresStore;
 use tollgate_storage::sqlite::{Durability, SqliteStore};
@@ -250,10 +251,13 @@ impl Server {
         let metrics = (config.metrics.mode != "off").then(Metrics::new);
         // Commits are measured below the audit layer (the records are part of each batch).
         let written: Arc<dyn Store> = match &metrics {
-            Some(m) => Arc::new(MeteredStore::new(Arc::clone(&store), Arc::clone(m))),
+            Some(m) => Arc::new(Layered::new(
+                Arc::clone(&store),
+                Arc::new(MeteredCommits(Arc::clone(m))),
+            )),
             None => Arc::clone(&store),
         };
-        let audited: Arc<dyn Store> = Arc::new(AuditedStore::new(written));
+        let audited: Arc<dyn Store> = Arc::new(Layered::new(written, Arc::new(Audit::new())));
         let catalog = Catalog::new(Arc::clone(&audited));
         let secret = load_secret(store.as_ref(), config.security.jwt_secret.as_deref()).await?;
         let passwords = Passwords::new(HashCost {

@@ -12,6 +12,7 @@
 //! (one database shared by several nodes) and [`memory::MemoryStore`] (tests and benchmarks of the
 //! protocol path).
 
+pub mod layer;
 pub mod memory;
 pub mod peers;
 pub mod postgres;
