@@ -235,18 +235,13 @@ pub async fn records(
     store: &dyn Store,
     keep: impl Fn(&Doc) -> bool,
 ) -> Result<Vec<Doc>, StoreError> {
-    const PAGE: u64 = 1_000;
     let mut out = Vec::new();
-    let mut from = 0;
-    loop {
-        let page = store.list(AUDIT, "", from, Some(PAGE)).await?;
-        let count = page.docs.len() as u64;
-        out.extend(page.docs.into_iter().filter(&keep));
-        if count < PAGE {
-            return Ok(out);
-        }
-        from += PAGE;
-    }
+    crate::scan(store, AUDIT, "", |docs| {
+        out.extend(docs.into_iter().filter(&keep));
+        true
+    })
+    .await?;
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -12,11 +12,11 @@ use serde_json::{Value, json};
 use tollgate_protocol::{KuzzleError, Request};
 use tollgate_storage::Store;
 
-use crate::USER;
 use crate::cache::SecuritySnapshot;
 use crate::native::NATIVE;
 use crate::rights::Scope;
 use crate::store_error;
+use crate::{USER, profile_ids_of, scan};
 
 /// Users listed in a dry run's answer at most (`total` counts them all).
 pub const LISTED_USERS: usize = 1_000;
@@ -157,26 +157,9 @@ pub(crate) async fn impact(
         let anonymous = vec!["anonymous".to_owned()];
         holders.push(("-1".to_owned(), anonymous.clone(), anonymous));
     }
-    const PAGE: u64 = 1_000;
-    let mut from = 0;
-    loop {
-        let page = store
-            .list(USER, "", from, Some(PAGE))
-            .await
-            .map_err(store_error)?;
-        let count = page.docs.len() as u64;
-        for doc in page.docs {
-            let ids: Vec<String> = doc
-                .body
-                .get("profileIds")
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(Value::as_str)
-                        .map(str::to_owned)
-                        .collect()
-                })
-                .unwrap_or_default();
+    scan(store, USER, "", |docs| {
+        for doc in docs {
+            let ids = profile_ids_of(&doc);
             if ids.iter().any(|p| changed.contains(p)) {
                 let next = new_profiles
                     .get(&doc.id)
@@ -185,11 +168,10 @@ pub(crate) async fn impact(
                 holders.push((doc.id, ids, next));
             }
         }
-        if count < PAGE {
-            break;
-        }
-        from += PAGE;
-    }
+        true
+    })
+    .await
+    .map_err(store_error)?;
     let mut all: BTreeSet<String> = involved;
     for (_, was, will) in &holders {
         all.extend(was.iter().cloned());

@@ -64,26 +64,53 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// Ids of every recorded token of `kuid`, from the store (paged: a user may hold many).
-pub async fn user_tokens(store: &dyn Store, kuid: &str) -> Result<Vec<String>, StoreError> {
+/// The `profileIds` of a stored user (the strings of the array; none when absent).
+pub fn profile_ids_of(user: &tollgate_storage::Doc) -> Vec<String> {
+    user.body
+        .get("profileIds")
+        .and_then(Value::as_array)
+        .map(|ids| {
+            ids.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Reads every document of `kind` whose id starts with `prefix`, a page of 1,000 at a time, handing
+/// each page to `visit` until it returns `false` or the documents run out.
+pub async fn scan(
+    store: &dyn Store,
+    kind: &'static str,
+    prefix: &str,
+    mut visit: impl FnMut(Vec<tollgate_storage::Doc>) -> bool,
+) -> Result<(), StoreError> {
     const PAGE: u64 = 1_000;
-    let prefix = tokens::user_tokens_prefix(kuid);
-    let mut ids = Vec::new();
     let mut from = 0;
     loop {
-        let page = store.list(TOKEN, &prefix, from, Some(PAGE)).await?;
-        let count = page.docs.len() as u64;
-        ids.extend(
-            page.docs
-                .into_iter()
-                .filter(|d| d.body.get("kuid").and_then(Value::as_str) == Some(kuid))
-                .map(|d| d.id),
-        );
-        if count < PAGE {
-            return Ok(ids);
+        let page = store.list(kind, prefix, from, Some(PAGE)).await?;
+        let full = page.docs.len() as u64 == PAGE;
+        if !visit(page.docs) || !full {
+            return Ok(());
         }
         from += PAGE;
     }
+}
+
+/// Ids of every recorded token of `kuid`, from the store (paged: a user may hold many).
+pub async fn user_tokens(store: &dyn Store, kuid: &str) -> Result<Vec<String>, StoreError> {
+    let mut ids = Vec::new();
+    scan(store, TOKEN, &tokens::user_tokens_prefix(kuid), |docs| {
+        ids.extend(
+            docs.into_iter()
+                .filter(|d| d.body.get("kuid").and_then(Value::as_str) == Some(kuid))
+                .map(|d| d.id),
+        );
+        true
+    })
+    .await?;
+    Ok(ids)
 }
 
 /// Deletes the token records expired at `now_ms` (epoch ms), reading every record page by page;
@@ -127,20 +154,20 @@ pub async fn purge_expired_tokens(store: &dyn Store, now_ms: i64) -> Result<usiz
 /// `<kuid>:<hash>` id, so that tokens issued before an upgrade stay valid. Idempotent, and safe from
 /// several nodes at once; returns how many were moved.
 pub async fn migrate_token_ids(store: &dyn Store) -> Result<usize, StoreError> {
-    const PAGE: u64 = 500;
+    // Operations per batch (a put and a delete per token).
+    const BATCH: usize = 1_000;
     let mut moved = 0;
     loop {
         // Each round moves the legacy ids of the first page; a round without any ends it.
         let mut ops = Vec::new();
-        let mut from = 0;
-        loop {
-            let page = store.list(TOKEN, "", from, Some(PAGE)).await?;
-            let count = page.docs.len() as u64;
-            for doc in page.docs {
-                if !tokens::is_legacy_token_id(&doc.id) {
-                    continue;
-                }
-                let Some(kuid) = doc.body.get("kuid").and_then(Value::as_str) else {
+        scan(store, TOKEN, "", |docs| {
+            for doc in docs {
+                let Some(kuid) = doc
+                    .body
+                    .get("kuid")
+                    .and_then(Value::as_str)
+                    .filter(|_| tokens::is_legacy_token_id(&doc.id))
+                else {
                     continue;
                 };
                 ops.push(Op::Put {
@@ -155,11 +182,9 @@ pub async fn migrate_token_ids(store: &dyn Store) -> Result<usize, StoreError> {
                     expect: Expect::Any,
                 });
             }
-            if count < PAGE || ops.len() >= 2 * PAGE as usize {
-                break;
-            }
-            from += PAGE;
-        }
+            ops.len() < BATCH
+        })
+        .await?;
         if ops.is_empty() {
             break;
         }
@@ -175,12 +200,8 @@ pub async fn migrate_token_ids(store: &dyn Store) -> Result<usize, StoreError> {
 /// Whether a stored user holds profile `admin`: the first admin's record first (one read), then every
 /// user (paged) when that one no longer does.
 pub async fn admin_exists(store: &dyn Store) -> Result<bool, StoreError> {
-    let holds_admin = |doc: &tollgate_storage::Doc| {
-        doc.body
-            .get("profileIds")
-            .and_then(Value::as_array)
-            .is_some_and(|p| p.iter().any(|id| id.as_str() == Some("admin")))
-    };
+    let holds_admin =
+        |doc: &tollgate_storage::Doc| profile_ids_of(doc).iter().any(|id| id == "admin");
     let marker = store.get(META, FIRST_ADMIN).await?;
     if let Some(kuid) = marker
         .as_ref()
@@ -193,18 +214,13 @@ pub async fn admin_exists(store: &dyn Store) -> Result<bool, StoreError> {
     {
         return Ok(true);
     }
-    const PAGE: u64 = 1_000;
-    let mut from = 0;
-    loop {
-        let page = store.list(USER, "", from, Some(PAGE)).await?;
-        if page.docs.iter().any(holds_admin) {
-            return Ok(true);
-        }
-        if (page.docs.len() as u64) < PAGE {
-            return Ok(false);
-        }
-        from += PAGE;
-    }
+    let mut found = false;
+    scan(store, USER, "", |docs| {
+        found = docs.iter().any(holds_admin);
+        !found
+    })
+    .await?;
+    Ok(found)
 }
 
 /// Id, in kind [`META`], of the record of the first admin (`{"kuid"}`), written by

@@ -16,7 +16,7 @@ use tollgate_protocol::{KuzzleError, Request};
 use tollgate_storage::{Doc, Kind, Op, Store};
 
 use crate::cache::{SecurityCache, SecuritySnapshot};
-use crate::{PROFILE, ROLE, USER, store_error};
+use crate::{PROFILE, ROLE, USER, profile_ids_of, scan, store_error};
 
 /// The actions whose holders can repair any mistake.
 const ADMIN_ACTIONS: [(&str, &str); 2] =
@@ -55,19 +55,6 @@ fn admin_profiles(snapshot: &SecuritySnapshot) -> HashSet<String> {
         })
         .map(|(id, _)| id.clone())
         .collect()
-}
-
-fn profile_list(doc: &Doc) -> Vec<String> {
-    doc.body
-        .get("profileIds")
-        .and_then(Value::as_array)
-        .map(|ids| {
-            ids.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// Checks `changes` (unless `allow`); returns the guards to add at the end of their batch (empty
@@ -128,28 +115,22 @@ pub(crate) async fn guard(
             _ => None,
         })
     };
-    const PAGE: u64 = 1_000;
-    let mut from = 0;
-    loop {
-        let page = store
-            .list(USER, "", from, Some(PAGE))
-            .await
-            .map_err(store_error)?;
-        let count = page.docs.len() as u64;
-        let found = page.docs.iter().any(|doc| match planned_user(&doc.id) {
+    let mut found = false;
+    scan(store, USER, "", |docs| {
+        found = docs.iter().any(|doc| match planned_user(&doc.id) {
             Some(Some(ids)) => holds(ids, &admin),
             Some(None) => false,
-            None => holds(&profile_list(doc), &admin),
+            None => holds(&profile_ids_of(doc), &admin),
         });
-        if found {
-            return Ok([USER, PROFILE, ROLE]
-                .into_iter()
-                .map(|kind| Op::KindUnchanged { kind, since: seq })
-                .collect());
-        }
-        if count < PAGE {
-            return Err(KuzzleError::plain(&SECURITY_RIGHTS_LOCKOUT));
-        }
-        from += PAGE;
+        !found
+    })
+    .await
+    .map_err(store_error)?;
+    if !found {
+        return Err(KuzzleError::plain(&SECURITY_RIGHTS_LOCKOUT));
     }
+    Ok([USER, PROFILE, ROLE]
+        .into_iter()
+        .map(|kind| Op::KindUnchanged { kind, since: seq })
+        .collect())
 }

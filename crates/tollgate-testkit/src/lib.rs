@@ -490,3 +490,27 @@ pub async fn frames_until_close(ws: &mut WsClient) -> (Vec<Value>, Option<CloseC
         }
     }
 }
+
+/// `createFirstAdmin` (kuid, username `root`, password `root-pw`, default rights restricted) over a
+/// new WebSocket, then an HTTP login: the socket and the admin's token.
+pub async fn first_admin(s: &TestServer) -> (WsClient, String) {
+    let mut c = s.ws().await;
+    let r = c
+        .call(json!({"controller":"security","action":"createFirstAdmin","_id":"root","reset":true,
+            "body":{"content":{},"credentials":{"local":{"username":"root","password":"root-pw"}}}}))
+        .await;
+    assert_eq!(r["status"], 200, "createFirstAdmin: {r}");
+    (c, login_token(s, "root", "root-pw").await)
+}
+
+/// Logs in with the local strategy over HTTP; the token (the test fails without one).
+pub async fn login_token(s: &TestServer, username: &str, password: &str) -> String {
+    let body = json!({"username":username,"password":password}).to_string();
+    let r = http_once(s.addr, "POST", "/_login/local", &[], body.as_bytes())
+        .await
+        .json();
+    r["result"]["jwt"]
+        .as_str()
+        .unwrap_or_else(|| panic!("login {username}: {r}"))
+        .to_owned()
+}

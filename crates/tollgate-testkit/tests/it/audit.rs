@@ -3,7 +3,7 @@
 //! readable with its own rights only; never a password hash. Through real sockets.
 
 use serde_json::{Value, json};
-use tollgate_testkit::{TestServer, WsClient, http_once};
+use tollgate_testkit::{TestServer, WsClient, first_admin, login_token};
 
 async fn call(c: &mut WsClient, jwt: &str, controller: &str, action: &str, extra: Value) -> Value {
     let mut r = json!({"controller":controller,"action":action,"jwt":jwt});
@@ -16,11 +16,7 @@ async fn call(c: &mut WsClient, jwt: &str, controller: &str, action: &str, extra
 }
 
 async fn login(s: &TestServer, user: &str) -> String {
-    let body = json!({"username":user,"password":format!("{user}-pw")}).to_string();
-    let r = http_once(s.addr, "POST", "/_login/local", &[], body.as_bytes())
-        .await
-        .json();
-    r["result"]["jwt"].as_str().unwrap_or_default().to_owned()
+    login_token(s, user, &format!("{user}-pw")).await
 }
 
 /// The records of the audit log matching `filter`, without the fields that vary (`_id`, `at`).
@@ -50,13 +46,7 @@ async fn records(c: &mut WsClient, jwt: &str, filter: Value) -> Vec<Value> {
 #[tokio::test]
 async fn every_write_is_recorded_once_with_its_author_and_diff() {
     let s = TestServer::start().await;
-    let mut c = s.ws().await;
-    let r = c
-        .call(json!({"controller":"security","action":"createFirstAdmin","_id":"root","reset":true,
-            "body":{"content":{},"credentials":{"local":{"username":"root","password":"root-pw"}}}}))
-        .await;
-    assert_eq!(r["status"], 200, "{r}");
-    let jwt = login(&s, "root").await;
+    let (mut c, jwt) = first_admin(&s).await;
     let ok = async |c: &mut WsClient, action: &str, extra: Value| {
         let r = call(c, &jwt, "security", action, extra).await;
         assert_eq!(r["status"], 200, "{action}: {r}");

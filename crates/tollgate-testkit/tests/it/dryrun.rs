@@ -2,7 +2,7 @@
 //! exact rights diff of every user whose rights change; through real sockets.
 
 use serde_json::{Value, json};
-use tollgate_testkit::{TestServer, WsClient, http_once};
+use tollgate_testkit::{TestServer, WsClient, first_admin, http_once};
 
 struct Admin {
     c: WsClient,
@@ -30,20 +30,7 @@ impl Admin {
 /// An admin; role `r-now` (server:now) and `r-info` (server:info); profile `p` (r-now) held by u1 and
 /// u2; u3 holds `default` only.
 async fn fixture(s: &TestServer) -> Admin {
-    let mut c = s.ws().await;
-    let r = c
-        .call(json!({"controller":"security","action":"createFirstAdmin","_id":"root","reset":true,
-            "body":{"content":{},"credentials":{"local":{"username":"root","password":"root-pw"}}}}))
-        .await;
-    assert_eq!(r["status"], 200, "{r}");
-    let body = json!({"username":"root","password":"root-pw"}).to_string();
-    let login = http_once(s.addr, "POST", "/_login/local", &[], body.as_bytes())
-        .await
-        .json();
-    let jwt = login["result"]["jwt"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let (c, jwt) = first_admin(s).await;
     let mut a = Admin { c, jwt };
     a.ok(
         "createRole",

@@ -4,7 +4,7 @@
 //! real sockets.
 
 use serde_json::{Value, json};
-use tollgate_testkit::{TestServer, WsClient, http_once};
+use tollgate_testkit::{TestServer, first_admin, http_once, login_token};
 
 fn req(controller: &str, action: &str, jwt: &str, extra: Value) -> Value {
     let mut r = json!({"controller":controller,"action":action,"jwt":jwt});
@@ -24,25 +24,10 @@ fn assert_lockout(r: &Value, what: &str) {
     assert_eq!(r["error"].to_string(), LOCKOUT, "{what}");
 }
 
-/// The first admin (with the default rights restricted) and its token.
-async fn setup(s: &TestServer, c: &mut WsClient) -> String {
-    let r = c
-        .call(json!({"controller":"security","action":"createFirstAdmin","_id":"root","reset":true,
-            "body":{"content":{},"credentials":{"local":{"username":"root","password":"root-pw"}}}}))
-        .await;
-    assert_eq!(r["status"], 200, "{r}");
-    let body = json!({"username":"root","password":"root-pw"}).to_string();
-    let r = http_once(s.addr, "POST", "/_login/local", &[], body.as_bytes())
-        .await
-        .json();
-    r["result"]["jwt"].as_str().unwrap_or_default().to_owned()
-}
-
 #[tokio::test]
 async fn changes_that_leave_no_admin_are_refused_unless_allowed() {
     let s = TestServer::start().await;
-    let mut c = s.ws().await;
-    let jwt = setup(&s, &mut c).await;
+    let (mut c, jwt) = first_admin(&s).await;
     let call = |action: &str, extra: Value| req("security", action, &jwt, extra);
 
     // The admin profile loses the admin role; the admin role loses its rights; the only admin
@@ -126,14 +111,7 @@ async fn changes_that_leave_no_admin_are_refused_unless_allowed() {
         ))
         .await;
     assert_eq!(r["status"], 200, "{r}");
-    let body = json!({"username":"second","password":"second-pw"}).to_string();
-    let second = http_once(s.addr, "POST", "/_login/local", &[], body.as_bytes())
-        .await
-        .json();
-    let second = second["result"]["jwt"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let second = login_token(&s, "second", "second-pw").await;
     let r = c
         .call(call(
             "updateUser",
@@ -167,8 +145,7 @@ async fn changes_that_leave_no_admin_are_refused_unless_allowed() {
 #[tokio::test]
 async fn allow_lockout_is_a_boolean_and_harmless_changes_pass() {
     let s = TestServer::start().await;
-    let mut c = s.ws().await;
-    let jwt = setup(&s, &mut c).await;
+    let (mut c, jwt) = first_admin(&s).await;
     let r = c
         .call(req(
             "security",

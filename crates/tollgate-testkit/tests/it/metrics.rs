@@ -2,7 +2,7 @@
 //! `server:metrics` right; counters move by exactly the requests made. Through real sockets.
 
 use serde_json::json;
-use tollgate_testkit::{TestServer, http_once};
+use tollgate_testkit::{TestServer, first_admin, http_once};
 
 /// The value of the sample `name{labels}` in an exposition (0 when absent).
 fn sample(text: &str, series: &str) -> f64 {
@@ -111,12 +111,7 @@ async fn counters_move_by_exactly_the_requests_made() {
 #[tokio::test]
 async fn token_mode_needs_the_server_metrics_right() {
     let s = TestServer::start_with(|c| c.metrics.mode = "token".into(), vec![]).await;
-    let mut c = s.ws().await;
-    let r = c
-        .call(json!({"controller":"security","action":"createFirstAdmin","_id":"root","reset":true,
-            "body":{"content":{},"credentials":{"local":{"username":"root","password":"root-pw"}}}}))
-        .await;
-    assert_eq!(r["status"], 200, "{r}");
+    let (_c, jwt) = first_admin(&s).await;
     // Anonymous, after the default rights were restricted: refused.
     let r = http_once(s.addr, "GET", "/_metrics", &[], b"").await;
     assert_eq!(r.status, 401, "{}", r.text());
@@ -124,14 +119,6 @@ async fn token_mode_needs_the_server_metrics_right() {
         r.text(),
         r#"{"code":117637121,"id":"security.rights.unauthorized","message":"Unauthorized: authentication required to execute the action \"server:metrics\".","props":["server","metrics"],"status":401}"#
     );
-    let body = json!({"username":"root","password":"root-pw"}).to_string();
-    let login = http_once(s.addr, "POST", "/_login/local", &[], body.as_bytes())
-        .await
-        .json();
-    let jwt = login["result"]["jwt"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
     let auth = format!("Bearer {jwt}");
     let text = scrape(&s, &[("Authorization", &auth)]).await;
     assert!(text.contains("tollgate_requests_total"), "{text}");
