@@ -14,7 +14,9 @@ use serde::Deserialize;
 #[command(
     name = "tollgate",
     version,
-    about = "Tollgate: a Kuzzle-compatible API gateway"
+    about = "Tollgate: a Kuzzle-compatible API gateway",
+    long_about = "Tollgate: a Kuzzle-compatible API gateway. Without a subcommand, runs the server.",
+    args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
     /// TOML configuration file.
@@ -48,6 +50,9 @@ pub struct Cli {
         hide_env_values = true
     )]
     pub storage_url: Option<DatabaseUrl>,
+    /// A tool that talks to a running server; without one, the binary runs the server.
+    #[command(subcommand)]
+    pub command: Option<crate::security_cli::Command>,
 }
 
 /// A database URL. Its `Debug` form hides the password, so a logged configuration never shows it.

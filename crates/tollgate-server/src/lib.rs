@@ -8,6 +8,7 @@
 //! ```
 
 pub mod config;
+pub mod security_cli;
 pub mod server_controller;
 
 use std::net::{IpAddr, SocketAddr};

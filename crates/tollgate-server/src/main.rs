@@ -1,6 +1,7 @@
 //! The `tollgate` binary: parse the configuration, set up logging, bind, serve until SIGTERM or
 //! Ctrl-C, then shut down gracefully. Exit codes: 0 after a clean shutdown, 1 when the grace period
-//! ran out or the server failed, 64 on a bad configuration.
+//! ran out or the server failed, 64 on a bad configuration. With a subcommand (`tollgate security
+//! export|import`), it runs that tool instead (`security_cli`, `docs/operations.md`).
 
 use std::process::ExitCode;
 
@@ -10,7 +11,10 @@ use tollgate_server::{Cli, Config, Extensions, Server};
 const EX_CONFIG: u8 = 64;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    if let Some(command) = cli.command.take() {
+        return tollgate_server::security_cli::run(command);
+    }
     let settings = match Config::load(&cli).and_then(Config::validate) {
         Ok(settings) => settings,
         Err(error) => {
