@@ -608,6 +608,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn subcommands_take_no_server_flags() {
+        let cli = Cli::try_parse_from(["tollgate", "security", "export", "--url", "http://h:1"]);
+        assert!(cli.is_ok_and(|c| c.command.is_some()));
+        let cli =
+            Cli::try_parse_from(["tollgate", "--listen", "127.0.0.1:1", "security", "export"]);
+        assert!(cli.is_err(), "server flags are not taken with a subcommand");
+        let cli = Cli::try_parse_from(["tollgate", "--listen", "127.0.0.1:1"]);
+        assert!(
+            cli.is_ok_and(|c| c.command.is_none()),
+            "no subcommand: the server"
+        );
+    }
+
+    #[test]
     fn defaults_are_the_documented_ones() {
         let c = Config::default();
         assert_eq!(c.server.listen, "0.0.0.0:7512");

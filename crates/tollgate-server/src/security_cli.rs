@@ -103,8 +103,7 @@ pub struct ConnectionArgs {
     /// machine can see a process's arguments.
     #[arg(long, env = "TOLLGATE_TOKEN", hide_env_values = true)]
     pub token: Option<Secret>,
-    /// Log in with the `local` strategy as this user (the token is revoked when done). Not together
-    /// with a token.
+    /// Log in with the `local` strategy as this user. Not together with a token.
     #[arg(long, env = "TOLLGATE_USERNAME", requires = "password")]
     pub username: Option<String>,
     /// The password of `--username`. Prefer the environment variable.
@@ -217,9 +216,7 @@ pub fn run(command: Command) -> ExitCode {
 
 async fn export(args: ExportArgs) -> Result<(), Failure> {
     let mut session = Session::open(&args.connection).await?;
-    let read = read_model(&mut session.client).await;
-    session.close().await;
-    let current = read?;
+    let current = read_model(&mut session.client).await?;
     let document = json!({
         "roles": sources(&current.roles),
         "profiles": sources(&current.profiles),
@@ -444,9 +441,7 @@ async fn import(args: ImportArgs) -> Result<(), Failure> {
         )
     })?;
     let mut session = Session::open(&args.connection).await?;
-    let outcomes = apply(&mut session.client, &model, &args).await;
-    session.close().await;
-    let outcomes = outcomes?;
+    let outcomes = apply(&mut session.client, &model, &args).await?;
     let mut summary = String::new();
     if args.dry_run {
         summary.push_str("dry run: nothing was written\n");
@@ -671,10 +666,13 @@ fn report_refusal(kind: Kind, id: &str, e: &ApiError) {
 // ---------------------------------------------------------------------------------------------
 // Talking to the server
 
-/// A client, authenticated as asked; logs out on [`Session::close`] if it logged in.
+/// A client, authenticated as asked.
+///
+/// The token of a `--username` login is not revoked when the command ends: the server issues the
+/// same token to the same user for logins in the same second (as Kuzzle does), so `auth:logout`
+/// could revoke another client's token. It expires after the server's default lifetime.
 struct Session {
     client: Client,
-    logged_in: bool,
 }
 
 /// The server's address, checked with the choice of credentials before anything is read or sent.
@@ -697,7 +695,6 @@ impl Session {
             token: args.token.clone(),
             sender: None,
         };
-        let mut logged_in = false;
         if let (Some(username), Some(password)) = (&args.username, &args.password) {
             let answer = client
                 .call(json!({
@@ -712,26 +709,8 @@ impl Session {
                 Failure::new(EX_UNAVAILABLE, "auth:login: the answer has no token")
             })?;
             client.token = Some(Secret(jwt.to_owned()));
-            logged_in = true;
         }
-        Ok(Self { client, logged_in })
-    }
-
-    /// Revokes the token this session obtained by logging in.
-    async fn close(mut self) {
-        if self.logged_in {
-            let answer = self
-                .client
-                .call(json!({"controller": "auth", "action": "logout"}))
-                .await;
-            if let Err(e) = answer {
-                let e = match e {
-                    CallError::Api(e) => e.to_string(),
-                    CallError::Transport(e) => e,
-                };
-                eprintln!("tollgate: warning: could not revoke the login token: {e}");
-            }
-        }
+        Ok(Self { client })
     }
 }
 
