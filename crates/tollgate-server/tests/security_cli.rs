@@ -163,9 +163,9 @@ fn cli(args: &[&str], env: &[(&str, &str)], stdin: &str) -> Output {
         .spawn()
         .unwrap_or_else(|e| panic!("spawn {args:?}: {e}"));
     if let Some(mut input) = child.stdin.take() {
-        input
-            .write_all(stdin.as_bytes())
-            .unwrap_or_else(|e| panic!("stdin: {e}"));
+        // A command that does not read stdin (an export, a refused URL) may exit first: a broken
+        // pipe here is not a failure of the test.
+        let _ = input.write_all(stdin.as_bytes());
     }
     child
         .wait_with_output()
