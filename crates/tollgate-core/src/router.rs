@@ -77,7 +77,6 @@ pub struct RouteEntry {
 /// not fall into an in-scope placeholder route, and resolve to a not-found action after the rights
 /// check.
 pub const RESERVED_ROUTES: &[(&str, &str, &str, &str)] = &[
-    ("GET", "/users/_mGet", "security", "mGetUsers"),
     ("GET", "/profiles/_mapping", "security", "getProfileMapping"),
     (
         "PUT",

@@ -149,6 +149,10 @@ error_table! {
     SERVICES_STORAGE_UNKNOWN_COLLECTION = ("services.storage.unknown_collection", 1, 1, 2, 412, "The collection \"{index}\":\"{collections}\" does not exist.");
     /// `services.storage.get_limit_exceeded`
     SERVICES_STORAGE_GET_LIMIT_EXCEEDED = ("services.storage.get_limit_exceeded", 1, 1, 3, 413, "The number of documents returned by this request exceeds the configured server limit.");
+    /// `services.storage.unknown_scroll_id` (beyond `errors.md`: Kuzzle 2.56's id, code and status)
+    SERVICES_STORAGE_UNKNOWN_SCROLL_ID = ("services.storage.unknown_scroll_id", 1, 1, 14, 404, "Non-existing or expired scroll identifier.");
+    /// `services.storage.scroll_duration_too_great` (beyond `errors.md`: Kuzzle 2.56's)
+    SERVICES_STORAGE_SCROLL_DURATION_TOO_GREAT = ("services.storage.scroll_duration_too_great", 1, 1, 44, 400, "Scroll duration \"{duration}\" is too great.");
     /// `services.storage.document_already_exists`
     SERVICES_STORAGE_DOCUMENT_ALREADY_EXISTS = ("services.storage.document_already_exists", 1, 1, 17, 400, "Document already exists.");
     /// `services.storage.too_many_changes`
@@ -382,6 +386,9 @@ mod tests {
         ("services.storage.unknown_index", 16842753, 412),
         ("services.storage.unknown_collection", 16842754, 412),
         ("services.storage.get_limit_exceeded", 16842755, 413),
+        // Beyond `errors.md`: Kuzzle 2.56's ids, codes and statuses (scrolling searches).
+        ("services.storage.unknown_scroll_id", 16842766, 404),
+        ("services.storage.scroll_duration_too_great", 16842796, 400),
         ("services.storage.document_already_exists", 16842769, 400),
         ("services.storage.too_many_changes", 16842784, 500),
         ("services.storage.unexpected_error", 16842787, 500),

@@ -30,6 +30,7 @@ use crate::dryrun;
 use crate::lockout::{self, Planned};
 use crate::passwords::Passwords;
 use crate::rights::rights_listing;
+use crate::scroll::Cursors;
 use crate::validate::{self, ProfileChecks, RESERVED_KEYS};
 use crate::{BUILT_INS, PROFILE, ROLE, USER, created_info, store_error, updated_info};
 
@@ -38,12 +39,18 @@ use crate::{BUILT_INS, PROFILE, ROLE, USER, created_info, store_error, updated_i
 pub struct SecurityConfig {
     /// Largest search `size` and mGet id count (`limits.documentsFetchCount`).
     pub documents_fetch_count: u64,
+    /// Longest lifetime a search or scroll may give its cursor (`scroll`).
+    pub max_scroll_duration: Duration,
+    /// Scroll cursors open at once on this node; one more drops the closest to expiry.
+    pub max_scroll_cursors: usize,
 }
 
 impl Default for SecurityConfig {
     fn default() -> Self {
         Self {
             documents_fetch_count: 10_000,
+            max_scroll_duration: Duration::from_secs(60),
+            max_scroll_cursors: 1_000,
         }
     }
 }
@@ -55,8 +62,9 @@ pub struct SecurityController {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) cache: Arc<SecurityCache>,
     catalog: Catalog,
-    config: SecurityConfig,
+    pub(crate) config: SecurityConfig,
     pub(crate) passwords: Passwords,
+    pub(crate) cursors: Cursors,
 }
 
 impl SecurityController {
@@ -67,12 +75,14 @@ impl SecurityController {
         config: SecurityConfig,
         passwords: Passwords,
     ) -> Self {
+        let cursors = Cursors::new(config.max_scroll_cursors, config.max_scroll_duration);
         Self {
             store,
             cache,
             catalog,
             config,
             passwords,
+            cursors,
         }
     }
 
@@ -165,7 +175,7 @@ impl SecurityController {
     /// `security:searchAuditLog`: the audit records (oldest first) matching every filter given:
     /// `kind`, `target`, `author` (strings), `since`/`until` (epoch ms, inclusive); `from`/`size`.
     async fn search_audit_log(&self, req: &Request) -> Result<Value, KuzzleError> {
-        let (from, size, _) = search_args(req, "", self.config.documents_fetch_count)?;
+        let (from, size) = audit_search_args(req, self.config.documents_fetch_count)?;
         let kind = req.string("kind")?.map(str::to_owned);
         let target = req.string("target")?.map(str::to_owned);
         let author = req.string("author")?.map(str::to_owned);
@@ -322,13 +332,10 @@ fn mget_ids(req: &Request, limit: u64) -> Result<Vec<String>, KuzzleError> {
     Ok(ids)
 }
 
-/// Arguments of searchProfiles / searchRoles: `from`, `size`, `lang`, `scroll`, then the body with the
-/// one filter key (`roles` or `controllers`). Returns (from, size, filter).
-fn search_args(
-    req: &Request,
-    filter: &str,
-    limit: u64,
-) -> Result<(usize, usize, Vec<String>), KuzzleError> {
+/// Arguments of searchAuditLog: `from`, `size`, `lang`, no `scroll`, and a body of at most a
+/// `query` that is `{}` or `{"match_all":{}}`. Returns (from, size).
+fn audit_search_args(req: &Request, limit: u64) -> Result<(usize, usize), KuzzleError> {
+    let filter = "";
     let from = match req.integer("from")? {
         None => 0,
         Some(n) if n >= 0 => n,
@@ -413,19 +420,7 @@ fn search_args(
     }
     let from = usize::try_from(from).unwrap_or(usize::MAX);
     let size = usize::try_from(size).unwrap_or(usize::MAX);
-    Ok((from, size, names))
-}
-
-fn search_result(mut hits: Vec<(String, Value)>, from: usize, size: usize) -> Value {
-    hits.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-    let total = hits.len();
-    let hits: Vec<Value> = hits
-        .into_iter()
-        .skip(from)
-        .take(size)
-        .map(|(_, v)| v)
-        .collect();
-    json!({"hits": hits, "total": total})
+    Ok((from, size))
 }
 
 impl SecurityController {
@@ -635,20 +630,6 @@ impl SecurityController {
         let ids = mget_ids(req, self.config.documents_fetch_count)?;
         let snapshot = self.cache.snapshot();
         mget_cached(&snapshot.profiles, &ids, &SECURITY_PROFILE_NOT_FOUND)
-    }
-
-    fn search_profiles(&self, req: &Request) -> Result<Value, KuzzleError> {
-        let (from, size, roles) = search_args(req, "roles", self.config.documents_fetch_count)?;
-        let snapshot = self.cache.snapshot();
-        let hits = snapshot
-            .profiles
-            .iter()
-            .filter(|(_, p)| {
-                roles.is_empty() || p.rights.policies.iter().any(|q| roles.contains(&q.role_id))
-            })
-            .map(|(id, p)| (id.clone(), doc_result(id, p.doc.version, &p.doc.body)))
-            .collect();
-        Ok(search_result(hits, from, size))
     }
 
     async fn delete_profile(&self, req: &Request, ctx: &Context) -> Result<Value, KuzzleError> {
@@ -863,25 +844,6 @@ impl SecurityController {
         mget_cached(&snapshot.roles, &ids, &SECURITY_ROLE_NOT_FOUND)
     }
 
-    fn search_roles(&self, req: &Request) -> Result<Value, KuzzleError> {
-        let (from, size, controllers) =
-            search_args(req, "controllers", self.config.documents_fetch_count)?;
-        let snapshot = self.cache.snapshot();
-        let hits = snapshot
-            .roles
-            .iter()
-            .filter(|(_, r)| {
-                controllers.is_empty()
-                    || r.rights
-                        .controllers
-                        .keys()
-                        .any(|c| c == "*" || controllers.contains(c))
-            })
-            .map(|(id, r)| (id.clone(), doc_result(id, r.doc.version, &r.doc.body)))
-            .collect();
-        Ok(search_result(hits, from, size))
-    }
-
     async fn delete_role(&self, req: &Request) -> Result<Value, KuzzleError> {
         let id = req.required_id()?;
         check_refresh(req)?;
@@ -992,6 +954,10 @@ impl Controller for SecurityController {
             ActionDef::new("getProfile", &[route("GET", "/profiles/:_id")]),
             ActionDef::new("mGetProfiles", &[route("POST", "/profiles/_mGet")]),
             ActionDef::new("searchProfiles", &[route("POST", "/profiles/_search")]),
+            ActionDef::new(
+                "scrollProfiles",
+                &[route("GET", "/profiles/_scroll/:scrollId")],
+            ),
             ActionDef::new("deleteProfile", &[route("DELETE", "/profiles/:_id")]),
             ActionDef::new(
                 "getProfileRights",
@@ -1035,6 +1001,12 @@ impl Controller for SecurityController {
                 &[route("POST", "/_restrictDefaultRights")],
             ),
             ActionDef::new("getUser", &[route("GET", "/users/:_id")]),
+            ActionDef::new(
+                "mGetUsers",
+                &[route("POST", "/users/_mGet"), route("GET", "/users/_mGet")],
+            ),
+            ActionDef::new("searchUsers", &[route("POST", "/users/_search")]),
+            ActionDef::new("scrollUsers", &[route("GET", "/users/_scroll/:scrollId")]),
             ActionDef::new("updateUser", &[route("PUT", "/users/:_id/_update")]),
             ActionDef::new("deleteUser", &[route("DELETE", "/users/:_id")]),
             ActionDef::new("getUserRights", &[route("GET", "/users/:_id/_rights")]),
@@ -1070,6 +1042,7 @@ impl Controller for SecurityController {
                 })
                 .map(|payload| payload.to_value()),
             "searchProfiles" => self.search_profiles(req),
+            "scrollProfiles" => self.scroll(PROFILE, req),
             "deleteProfile" => self.delete_profile(req, ctx).await,
             "getProfileRights" => self.profile_rights(req),
             "createRole" => self.write_role(req, ctx, false).await,
@@ -1084,6 +1057,9 @@ impl Controller for SecurityController {
             "createFirstAdmin" => self.create_first_admin(req, ctx).await,
             "restrictDefaultRights" => self.restrict_default_rights(ctx).await,
             "getUser" => self.get_user(req).await,
+            "mGetUsers" => self.mget_users(req).await,
+            "searchUsers" => self.search_users(req).await,
+            "scrollUsers" => self.scroll(USER, req),
             "updateUser" => self.update_user(req, ctx).await,
             "deleteUser" => self.delete_user(req).await,
             "getUserRights" => self.user_rights(req).await,

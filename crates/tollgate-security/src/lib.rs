@@ -5,6 +5,8 @@
 //! - [`rights`]: the rights decision and the rights listings;
 //! - [`cache`]: the snapshot of every role and profile, kept current from the store's change feed;
 //! - [`controller`]: the `security` actions;
+//! - [`query`]: the query DSL subset of the searches; [`search`]: the searches; [`scroll`]: their
+//!   cursors;
 //! - [`native`]: the Kuzzle API table role validation checks against.
 
 pub mod audit;
@@ -16,7 +18,10 @@ pub mod gate;
 pub mod lockout;
 pub mod native;
 pub mod passwords;
+pub mod query;
 pub mod rights;
+pub mod scroll;
+pub mod search;
 pub mod tokens;
 pub mod users;
 pub mod validate;

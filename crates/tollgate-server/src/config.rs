@@ -267,6 +267,10 @@ pub struct LimitsSection {
     pub requests_buffer_size: usize,
     /// Largest search `size` and mGet id count (`limits.documentsFetchCount`).
     pub documents_fetch_count: u64,
+    /// Longest `scroll` lifetime of a search cursor, in ms (Kuzzle's `maxScrollDuration`).
+    pub max_scroll_duration_ms: u64,
+    /// Search cursors open at once on the node.
+    pub max_scroll_cursors: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -326,6 +330,8 @@ impl Default for LimitsSection {
             concurrent_requests: 100,
             requests_buffer_size: 50_000,
             documents_fetch_count: 10_000,
+            max_scroll_duration_ms: 60_000,
+            max_scroll_cursors: 1_000,
         }
     }
 }
@@ -572,6 +578,12 @@ impl Config {
         };
         if !cost.is_valid() {
             return bad("security.argon2_* parameters are not accepted by argon2".into());
+        }
+        if self.limits.max_scroll_duration_ms == 0 || self.limits.max_scroll_cursors == 0 {
+            return bad(
+                "limits.max_scroll_duration_ms and limits.max_scroll_cursors must be at least 1"
+                    .into(),
+            );
         }
         if self.limits.documents_fetch_count == 0 {
             return bad("limits.documents_fetch_count must be at least 1".into());

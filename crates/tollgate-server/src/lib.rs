@@ -280,6 +280,10 @@ impl Server {
             catalog.clone(),
             SecurityConfig {
                 documents_fetch_count: config.limits.documents_fetch_count,
+                max_scroll_duration: std::time::Duration::from_millis(
+                    config.limits.max_scroll_duration_ms,
+                ),
+                max_scroll_cursors: config.limits.max_scroll_cursors,
             },
             passwords.clone(),
         )));
