@@ -233,7 +233,7 @@ impl SecurityController {
 
     /// `security:searchUsers`: the stored users (not the anonymous user), read page by page.
     pub(crate) async fn search_users(&self, req: &Request) -> Result<Value, KuzzleError> {
-        let search = self.search_request(
+        let mut search = self.search_request(
             req,
             &SearchSpec {
                 filter: None,
@@ -241,8 +241,12 @@ impl SecurityController {
             },
         )?;
         let limit = usize::try_from(self.config.documents_fetch_count).unwrap_or(usize::MAX);
-        let window = search.from.saturating_add(search.size);
         let max_window = MAX_RESULT_WINDOW.max(limit);
+        // The default page ends at the window's end; an explicit one must fit in it.
+        if req.arg("size").is_none() {
+            search.size = search.size.min(max_window.saturating_sub(search.from));
+        }
+        let window = search.from.saturating_add(search.size);
         if search.scroll.is_none() && window > max_window {
             return Err(KuzzleError::invalid_argument(
                 "from",

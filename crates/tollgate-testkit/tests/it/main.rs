@@ -13,6 +13,7 @@ mod metrics;
 mod profiles;
 mod roles;
 mod scaleout;
+mod search;
 mod sdk;
 mod security;
 mod security_api;

@@ -274,10 +274,10 @@ async fn mget_and_search_roles() {
         "",
     );
     assert_error(
-        &call(&mut c, "searchRoles", json!({"body":{"sort":{}}})).await,
+        &call(&mut c, "searchRoles", json!({"body":{"aggregations":{}}})).await,
         "api.assert.unexpected_argument",
         400,
-        "Unexpected argument \"body.sort\" (accepted arguments: \"controllers\", \"query\")",
+        "Unexpected argument \"body.aggregations\" (accepted arguments: \"controllers\", \"query\", \"sort\")",
     );
     assert_error(
         &call(&mut c, "searchRoles", json!({"body":{"query":{"term":{}}}})).await,
