@@ -82,17 +82,35 @@ async fn search_profiles_with_the_query_dsl() {
     assert_eq!(*ok(&r), json!({"hits":[default, mixed],"total":2}));
     // Each clause.
     for (query, expected) in [
-        (json!({"match_all":{}}), vec!["admin", "anonymous", "default", "editors", "mixed"]),
-        (json!({}), vec!["admin", "anonymous", "default", "editors", "mixed"]),
-        (json!({"ids":{"values":["mixed","ghost","admin"]}}), vec!["admin", "mixed"]),
-        (json!({"terms":{"policies.roleId":["editor","anonymous"]}}), vec!["anonymous", "editors", "mixed"]),
+        (
+            json!({"match_all":{}}),
+            vec!["admin", "anonymous", "default", "editors", "mixed"],
+        ),
+        (
+            json!({}),
+            vec!["admin", "anonymous", "default", "editors", "mixed"],
+        ),
+        (
+            json!({"ids":{"values":["mixed","ghost","admin"]}}),
+            vec!["admin", "mixed"],
+        ),
+        (
+            json!({"terms":{"policies.roleId":["editor","anonymous"]}}),
+            vec!["anonymous", "editors", "mixed"],
+        ),
         (json!({"term":{"tags":"eu"}}), vec!["editors"]),
         (json!({"term":{"level":{"value":1}}}), vec!["mixed"]),
         (json!({"term":{"_id":"admin"}}), vec!["admin"]),
-        (json!({"prefix":{"policies.roleId":"edit"}}), vec!["editors", "mixed"]),
+        (
+            json!({"prefix":{"policies.roleId":"edit"}}),
+            vec!["editors", "mixed"],
+        ),
         (json!({"prefix":{"_id":{"value":"an"}}}), vec!["anonymous"]),
         (json!({"exists":{"field":"tags"}}), vec!["editors"]),
-        (json!({"exists":{"field":"_kuzzle_info.createdAt"}}), vec!["admin", "anonymous", "default", "editors", "mixed"]),
+        (
+            json!({"exists":{"field":"_kuzzle_info.createdAt"}}),
+            vec!["admin", "anonymous", "default", "editors", "mixed"],
+        ),
         (
             json!({"bool":{"must":[{"exists":{"field":"level"}}],"must_not":{"term":{"tags":"staff"}}}}),
             vec!["mixed"],
@@ -232,7 +250,10 @@ async fn scroll_profiles_continues_then_expires() {
     .await;
     assert_eq!(ids(ok(&r)), ["admin", "anonymous"]);
     assert_eq!(r["result"]["total"], 5);
-    let scroll_id = r["result"]["scrollId"].as_str().unwrap_or_default().to_owned();
+    let scroll_id = r["result"]["scrollId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     assert!(!scroll_id.is_empty(), "{r}");
     // A snapshot: a profile deleted meanwhile is still served.
     ok(&call(&mut c, &jwt, "deleteProfile", json!({"_id":"mixed"})).await);
@@ -264,7 +285,10 @@ async fn scroll_profiles_continues_then_expires() {
         json!({"size":1,"scroll":"300ms"}),
     )
     .await;
-    let short = r["result"]["scrollId"].as_str().unwrap_or_default().to_owned();
+    let short = r["result"]["scrollId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     assert_error(
         &call(&mut c, &jwt, "scrollProfiles", json!({ "scrollId": short })).await,
@@ -280,7 +304,10 @@ async fn scroll_profiles_continues_then_expires() {
         json!({"size":1,"scroll":"1m"}),
     )
     .await;
-    let profiles = r["result"]["scrollId"].as_str().unwrap_or_default().to_owned();
+    let profiles = r["result"]["scrollId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     assert_eq!(
         call(&mut c, &jwt, "scrollUsers", json!({ "scrollId": profiles })).await["error"]["id"],
         "services.storage.unknown_scroll_id"
@@ -414,7 +441,10 @@ async fn search_scroll_and_mget_users_over_http_and_ws() {
     .json();
     assert_eq!(ids(&r["result"]), ["u1", "u2"], "{r}");
     assert_eq!(r["result"]["total"], 3);
-    let scroll_id = r["result"]["scrollId"].as_str().unwrap_or_default().to_owned();
+    let scroll_id = r["result"]["scrollId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     let path = format!("/users/_scroll/{scroll_id}?scroll=5s");
     let r = http_once(s.addr, "GET", &path, &headers, b"").await.json();
     assert_eq!(
@@ -424,7 +454,10 @@ async fn search_scroll_and_mget_users_over_http_and_ws() {
     );
     let r = http_once(s.addr, "GET", &path, &headers, b"").await;
     assert_eq!(r.status, 404);
-    assert_eq!(r.json()["error"]["id"], "services.storage.unknown_scroll_id");
+    assert_eq!(
+        r.json()["error"]["id"],
+        "services.storage.unknown_scroll_id"
+    );
     // mGetUsers: unknown ids are left out, request order kept.
     let r = call(
         &mut c,
