@@ -7,16 +7,18 @@
 //!   [`Op::KindUnchanged`]) and `tollgate_schema_migrations` (the migrations applied). Migrations run
 //!   in one transaction under a transaction-level advisory lock, so nodes starting at once are safe.
 //! - **Writes.** Concurrent `commit` calls of this process are queued to one writer task, which
-//!   applies every waiting batch (at most 64) in one transaction, with one `COMMIT` per group. The
+//!   applies every waiting batch (at most 256) in one transaction, with one `COMMIT` per group. The
 //!   transaction first takes a transaction-level advisory lock (`pg_advisory_xact_lock`) shared by
 //!   every node of the store, then reads the last sequence number: writers of all nodes are
 //!   serialized, so sequence numbers are assigned in commit order and every reader sees them without
 //!   gaps. It reads the state of every document and kind the group names, then checks each batch's
 //!   expectations against the state before it (the earlier batches of the group included,
 //!   [`crate::check_batch`]) in memory: a batch that conflicts sends nothing and does not affect the
-//!   others. Each batch that writes does so in one statement inside its own savepoint. The whole
-//!   group costs two round trips: the lock and the reads, then every write, the `NOTIFY` and the
-//!   `COMMIT`, pipelined.
+//!   others. The writes of every batch that passed are merged (each document's last state once,
+//!   every change in the log) and sent as **one** statement, which also sends the `NOTIFY`; there
+//!   are no savepoints, since nothing sent can conflict. The whole group costs two round trips: the
+//!   lock and the reads, then the write statement and the `COMMIT`, pipelined. The writer keeps its
+//!   connection between groups.
 //! - **The change feed.** One publisher task per store reads the change log in order from the last
 //!   sequence number it published and sends each change on the feed. It is woken by this process's
 //!   commits (whose changes it publishes as they were written when they come next), by `NOTIFY`
@@ -31,11 +33,9 @@
 //! - No TLS for now: connections are made without it (`sslmode=require` is refused).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::pin::Pin;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::Poll;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -60,10 +60,9 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// The publisher reads the change log at least this often, whatever the notifications.
 pub const POLL: Duration = Duration::from_secs(1);
-/// Batches grouped into one transaction at most. Each batch that writes is a subtransaction (its
-/// savepoint); past 64 in one transaction PostgreSQL's per-backend subtransaction cache overflows,
-/// which slows every concurrent snapshot on the server, so groups stay within it.
-const MAX_GROUP: usize = 64;
+/// Batches grouped into one transaction at most (their writes are one statement, whatever their
+/// number: no savepoints).
+const MAX_GROUP: usize = 256;
 /// Changes the publisher reads from the log at once.
 const PAGE: usize = 1000;
 /// Group commits between two prunings of the change log.
@@ -122,8 +121,8 @@ const SQL_VERSIONS: &str = "SELECT k.n, d.version FROM tollgate_docs d
      JOIN unnest($1::text[], $2::text[]) WITH ORDINALITY AS k(kind, id, n)
      ON d.kind = k.kind AND d.id = k.id";
 const SQL_KINDS: &str = "SELECT kind, seq FROM tollgate_kind_changes WHERE kind = ANY($1)";
-// Every write of one batch in one statement (data-modifying CTEs all run; the documents upserted
-// and deleted are distinct).
+// Every write of a group in one statement, and its notification (data-modifying CTEs all run; the
+// documents upserted and deleted are distinct, each named once).
 const SQL_WRITE: &str = "WITH up AS (
         INSERT INTO tollgate_docs (kind, id, version, body)
         SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[])
@@ -138,8 +137,7 @@ const SQL_WRITE: &str = "WITH up AS (
         INSERT INTO tollgate_kind_changes (kind, seq)
         SELECT * FROM unnest($12::text[], $13::bigint[])
         ON CONFLICT (kind) DO UPDATE SET seq = excluded.seq
-     ) SELECT 1";
-const SQL_NOTIFY: &str = "SELECT pg_notify($1, $2)";
+     ) SELECT pg_notify($14, $15)";
 const SQL_PRUNE: &str = "DELETE FROM tollgate_changes WHERE seq <= $1";
 
 /// Parses a connection URL (`postgres://user:password@host:port/dbname?…`, or libpq's
@@ -701,6 +699,8 @@ async fn write_loop(
     faults: Arc<Faults>,
 ) {
     let mut groups: u64 = 0;
+    // The writer's connection, kept between groups while it works.
+    let mut conn = None;
     while let Some(first) = jobs.recv().await {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -709,7 +709,11 @@ async fn write_loop(
                 Err(_) => break,
             }
         }
-        let outcome = bounded("group commit", commit_group(&inner, &group, &faults)).await;
+        let outcome = bounded(
+            "group commit",
+            commit_group(&inner, &mut conn, &group, &faults),
+        )
+        .await;
         match outcome {
             Ok(results) => {
                 let mut answers = Vec::with_capacity(results.len());
@@ -775,7 +779,6 @@ struct Statements {
     versions: tokio_postgres::Statement,
     kinds: tokio_postgres::Statement,
     write: tokio_postgres::Statement,
-    notify: tokio_postgres::Statement,
 }
 
 impl Statements {
@@ -786,49 +789,29 @@ impl Statements {
             versions: c.prepare_cached(SQL_VERSIONS).await.map_err(pg)?,
             kinds: c.prepare_cached(SQL_KINDS).await.map_err(pg)?,
             write: c.prepare_cached(SQL_WRITE).await.map_err(pg)?,
-            notify: c.prepare_cached(SQL_NOTIFY).await.map_err(pg)?,
         })
     }
 }
 
-type Request<'a> = Pin<Box<dyn Future<Output = Result<(), tokio_postgres::Error>> + Send + 'a>>;
-
-/// Runs requests on one connection as a pipeline: each is sent when first polled, and they are first
-/// polled in order, so the server runs them in that order without waiting for each answer. The
-/// first error (in order) is the result.
-async fn pipeline(requests: Vec<Request<'_>>) -> Result<(), tokio_postgres::Error> {
-    let mut requests: Vec<Option<Request<'_>>> = requests.into_iter().map(Some).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for slot in &mut requests {
-            if let Some(request) = slot {
-                match request.as_mut().poll(cx) {
-                    Poll::Ready(Ok(())) => *slot = None,
-                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                    Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            Poll::Pending
-        } else {
-            Poll::Ready(Ok(()))
-        }
-    })
-    .await
-}
-
 /// One transaction for the whole group, under the writers' lock, in two round trips: the first
 /// takes the lock and reads the last sequence number and the current state of every document and
-/// kind the group names; the batches are then checked and applied in memory, in order, each against
-/// the state the earlier ones left; the second sends every write (each batch that writes inside its
-/// own savepoint), the notification and the `COMMIT`.
+/// kind the group names; every batch's guards are then checked in memory, in order, each against
+/// the state the earlier batches that passed left (a batch that fails sends nothing); the second
+/// sends the writes of every batch that passed as **one** statement (with the notification), then
+/// the `COMMIT`. No savepoints: nothing is sent that can conflict, and any failure of the statement
+/// or of the `COMMIT` fails the whole group.
 async fn commit_group(
     inner: &Inner,
+    writer: &mut Option<Conn>,
     group: &[Job],
     faults: &Faults,
 ) -> Result<Vec<JobResult>, StoreError> {
-    let conn = inner.conn().await?;
+    // The writer keeps its connection between groups (no pool hand-off, no wait behind readers);
+    // one that failed was dropped, and one the server closed is replaced.
+    let conn = match writer.take() {
+        Some(conn) if conn.client().is_ok_and(|c| !c.is_closed()) => conn,
+        _ => inner.conn().await?,
+    };
     let c = conn.client()?;
     let st = Statements::prepare(c).await?;
 
@@ -899,7 +882,7 @@ async fn commit_group(
     }
 
     let mut results = Vec::with_capacity(group.len());
-    let mut plans = Vec::new();
+    let mut writes = GroupWrites::default();
     for job in group {
         let checked = crate::check_batch(
             &job.ops,
@@ -908,13 +891,12 @@ async fn commit_group(
         );
         match checked {
             Ok(()) => {
-                let (plan, committed, changes) = plan(&job.ops, &mut docs, &mut kinds, &mut seq);
-                if !plan.is_empty() {
-                    plans.push(plan);
-                }
+                let (committed, changes) =
+                    plan(&job.ops, &mut docs, &mut kinds, &mut seq, &mut writes);
                 results.push((Ok(committed), changes));
             }
-            // Nothing of it was sent: the batches after it are checked against the state before it.
+            // Nothing of it was planned: the batches after it are checked against the state
+            // before it.
             Err(e) => results.push((Err(e), Vec::new())),
         }
     }
@@ -923,105 +905,129 @@ async fn commit_group(
         return Err(StoreError::Unavailable("injected commit failure".into()));
     }
     let payload = format!("{}:{}", inner.instance, inner.schema);
-    let notify_params: [&(dyn ToSql + Sync); 2] = [&CHANNEL, &payload];
-    let mut requests: Vec<Request<'_>> = Vec::with_capacity(3 * plans.len() + 2);
-    for plan in &plans {
-        plan.requests(c, &st, &mut requests);
-    }
-    if !plans.is_empty() {
-        // Delivered by the `COMMIT`, and only if it succeeds.
-        requests.push(Box::pin(async {
-            c.execute(&st.notify, &notify_params).await.map(drop)
-        }));
-    }
-    // A failed `COMMIT` (or any failed write, after which the server turns the `COMMIT` into a
+    let columns = writes.columns();
+    // A failed `COMMIT` (or a failed write, after which the server turns the `COMMIT` into a
     // rollback) is not retried: the error answers every batch of the group and `conn` is closed.
-    requests.push(Box::pin(c.batch_execute("COMMIT")));
-    pipeline(requests).await.map_err(pg)?;
-    conn.release();
+    if columns.log_seqs.is_empty() {
+        // Only guards, or only conflicts: nothing to write nor to notify.
+        c.batch_execute("COMMIT").await.map_err(pg)?;
+    } else {
+        let params: [&(dyn ToSql + Sync); 15] = [
+            &columns.up_kinds,
+            &columns.up_ids,
+            &columns.up_versions,
+            &columns.up_bodies,
+            &columns.del_kinds,
+            &columns.del_ids,
+            &columns.log_seqs,
+            &columns.log_kinds,
+            &columns.log_ids,
+            &columns.log_versions,
+            &columns.log_deleted,
+            &columns.kind_names,
+            &columns.kind_seqs,
+            &CHANNEL,
+            &payload,
+        ];
+        // Pipelined: the `COMMIT` is sent without waiting for the write's answer. The notification
+        // is delivered by the `COMMIT`, and only if it succeeds.
+        tokio::try_join!(c.execute(&st.write, &params), c.batch_execute("COMMIT")).map_err(pg)?;
+    }
+    *writer = Some(conn);
     Ok(results)
 }
 
-/// The state a batch leaves a document in.
+/// The state a group leaves a document in.
 enum Final {
     Put(u64, String),
     Deleted,
 }
 
-/// What one batch writes, as the columns of one statement per table.
+/// What the batches of a group that passed their guards write, merged: each document's final
+/// state once (batches of a group may write the same document), one log entry per change, the
+/// last change of each kind.
 #[derive(Default)]
-struct Plan<'a> {
-    up_kinds: Vec<&'a str>,
-    up_ids: Vec<&'a str>,
-    up_versions: Vec<i64>,
-    up_bodies: Vec<String>,
-    del_kinds: Vec<&'a str>,
-    del_ids: Vec<&'a str>,
+struct GroupWrites<'a> {
+    finals: BTreeMap<(&'a str, &'a str), Final>,
     log_seqs: Vec<i64>,
     log_kinds: Vec<&'a str>,
     log_ids: Vec<&'a str>,
     log_versions: Vec<i64>,
     log_deleted: Vec<bool>,
-    /// The last change of each kind, for `tollgate_kind_changes`.
+    last_of_kind: BTreeMap<&'a str, u64>,
+}
+
+/// [`GroupWrites`] as the array parameters of [`SQL_WRITE`].
+struct Columns<'a> {
+    up_kinds: Vec<&'a str>,
+    up_ids: Vec<&'a str>,
+    up_versions: Vec<i64>,
+    up_bodies: Vec<&'a str>,
+    del_kinds: Vec<&'a str>,
+    del_ids: Vec<&'a str>,
+    log_seqs: &'a [i64],
+    log_kinds: &'a [&'a str],
+    log_ids: &'a [&'a str],
+    log_versions: &'a [i64],
+    log_deleted: &'a [bool],
     kind_names: Vec<&'a str>,
     kind_seqs: Vec<i64>,
 }
 
-impl<'a> Plan<'a> {
-    fn is_empty(&self) -> bool {
-        self.log_seqs.is_empty()
-    }
-
+impl<'a> GroupWrites<'a> {
     fn log(&mut self, seq: u64, kind: &'a str, id: &'a str, version: u64, deleted: bool) {
         self.log_seqs.push(to_i64(seq));
         self.log_kinds.push(kind);
         self.log_ids.push(id);
         self.log_versions.push(to_i64(version));
         self.log_deleted.push(deleted);
+        self.last_of_kind.insert(kind, seq);
     }
 
-    /// The batch's requests, inside its own savepoint.
-    fn requests<'r>(
-        &'r self,
-        c: &'r tokio_postgres::Client,
-        st: &'r Statements,
-        out: &mut Vec<Request<'r>>,
-    ) {
-        out.push(Box::pin(c.batch_execute("SAVEPOINT batch")));
-        out.push(Box::pin(async move {
-            let params: [&(dyn ToSql + Sync); 13] = [
-                &self.up_kinds,
-                &self.up_ids,
-                &self.up_versions,
-                &self.up_bodies,
-                &self.del_kinds,
-                &self.del_ids,
-                &self.log_seqs,
-                &self.log_kinds,
-                &self.log_ids,
-                &self.log_versions,
-                &self.log_deleted,
-                &self.kind_names,
-                &self.kind_seqs,
-            ];
-            c.execute(&st.write, &params).await.map(drop)
-        }));
-        out.push(Box::pin(c.batch_execute("RELEASE SAVEPOINT batch")));
+    fn columns(&'a self) -> Columns<'a> {
+        let mut columns = Columns {
+            up_kinds: Vec::with_capacity(self.finals.len()),
+            up_ids: Vec::with_capacity(self.finals.len()),
+            up_versions: Vec::with_capacity(self.finals.len()),
+            up_bodies: Vec::with_capacity(self.finals.len()),
+            del_kinds: Vec::new(),
+            del_ids: Vec::new(),
+            log_seqs: &self.log_seqs,
+            log_kinds: &self.log_kinds,
+            log_ids: &self.log_ids,
+            log_versions: &self.log_versions,
+            log_deleted: &self.log_deleted,
+            kind_names: self.last_of_kind.keys().copied().collect(),
+            kind_seqs: self.last_of_kind.values().map(|s| to_i64(*s)).collect(),
+        };
+        for ((kind, id), state) in &self.finals {
+            match state {
+                Final::Put(version, body) => {
+                    columns.up_kinds.push(kind);
+                    columns.up_ids.push(id);
+                    columns.up_versions.push(to_i64(*version));
+                    columns.up_bodies.push(body);
+                }
+                Final::Deleted => {
+                    columns.del_kinds.push(kind);
+                    columns.del_ids.push(id);
+                }
+            }
+        }
+        columns
     }
 }
 
-/// Applies a checked batch to the in-memory state (`docs`, `kinds`, `seq`) and plans its writes:
-/// ops of one batch may touch the same document, so they apply in order; each document's final
-/// state is written once, with one log entry per change.
+/// Applies a checked batch to the in-memory state (`docs`, `kinds`, `seq`) and adds its writes to
+/// the group's: ops of one batch (and batches of one group) may touch the same document, so they
+/// apply in order, and the document's last state is the one written.
 fn plan<'a>(
     ops: &'a [Op],
     docs: &mut HashMap<(&'a str, &'a str), Option<u64>>,
     kinds: &mut HashMap<&'a str, u64>,
     seq: &mut u64,
-) -> (Plan<'a>, Committed, Vec<Change>) {
-    let mut plan = Plan::default();
-    let mut finals: BTreeMap<(&'a str, &'a str), Final> = BTreeMap::new();
-    let mut last_of_kind: BTreeMap<&'a str, u64> = BTreeMap::new();
+    writes: &mut GroupWrites<'a>,
+) -> (Committed, Vec<Change>) {
     let mut versions = Vec::with_capacity(ops.len());
     let mut changes = Vec::new();
     for op in ops {
@@ -1030,10 +1036,12 @@ fn plan<'a>(
                 let key = (*kind, id.as_str());
                 let version = docs.get(&key).copied().flatten().map_or(1, |v| v + 1);
                 docs.insert(key, Some(version));
-                finals.insert(key, Final::Put(version, body.to_string()));
+                writes
+                    .finals
+                    .insert(key, Final::Put(version, body.to_string()));
                 *seq += 1;
-                plan.log(*seq, kind, id, version, false);
-                last_of_kind.insert(kind, *seq);
+                writes.log(*seq, kind, id, version, false);
+                kinds.insert(kind, *seq);
                 versions.push(Some(version));
                 changes.push(Change {
                     seq: *seq,
@@ -1051,11 +1059,11 @@ fn plan<'a>(
                 let key = (*kind, id.as_str());
                 if let Some(version) = docs.get(&key).copied().flatten() {
                     docs.insert(key, None);
-                    finals.insert(key, Final::Deleted);
+                    writes.finals.insert(key, Final::Deleted);
                     *seq += 1;
                     // A deletion logs the version the document had.
-                    plan.log(*seq, kind, id, version, true);
-                    last_of_kind.insert(kind, *seq);
+                    writes.log(*seq, kind, id, version, true);
+                    kinds.insert(kind, *seq);
                     changes.push(Change {
                         seq: *seq,
                         kind: (*kind).to_owned(),
@@ -1067,30 +1075,11 @@ fn plan<'a>(
             Op::Check { .. } | Op::KindUnchanged { .. } => versions.push(None),
         }
     }
-    for ((kind, id), state) in finals {
-        match state {
-            Final::Put(version, body) => {
-                plan.up_kinds.push(kind);
-                plan.up_ids.push(id);
-                plan.up_versions.push(to_i64(version));
-                plan.up_bodies.push(body);
-            }
-            Final::Deleted => {
-                plan.del_kinds.push(kind);
-                plan.del_ids.push(id);
-            }
-        }
-    }
-    for (kind, last) in last_of_kind {
-        kinds.insert(kind, last);
-        plan.kind_names.push(kind);
-        plan.kind_seqs.push(to_i64(last));
-    }
     let committed = Committed {
         seq: changes.last().map_or(*seq, |c| c.seq),
         versions,
     };
-    (plan, committed, changes)
+    (committed, changes)
 }
 
 /// Publishes every change in sequence order, from the last one published.
@@ -1751,6 +1740,98 @@ mod tests {
             vec![(1, false), (2, false), (3, false), (3, true), (1, false)]
         );
         assert_eq!(Ok(c.seq), s.current_seq().await);
+        drop(s);
+        db.finish().await;
+    }
+
+    #[tokio::test]
+    async fn postgres_one_group_merges_the_writes_of_its_batches() {
+        let Some(db) = test_db("postgres_one_group_merges_the_writes_of_its_batches").await else {
+            return;
+        };
+        let s = db.store("a").await;
+        let base = s.current_seq().await.unwrap_or(u64::MAX);
+        let mut feed = s.subscribe(base);
+        let guard = Op::KindUnchanged {
+            kind: "role",
+            since: base,
+        };
+        let ghost = Op::Check {
+            kind: "role",
+            id: "ghost".into(),
+            expect: Expect::Present,
+        };
+        let delete = Op::Delete {
+            kind: "role",
+            id: "d".into(),
+            expect: Expect::Version(2),
+        };
+        // Polled once each in this order by one task, so all are queued before the writer runs:
+        // one group, in which several batches write the same document.
+        let (a, b, stale, del, again, failed, guarded) = tokio::join!(
+            s.commit(vec![put("role", "d", json!({"n": 1}), Expect::Absent)]),
+            s.commit(vec![put("role", "d", json!({"n": 2}), Expect::Version(1))]),
+            s.commit(vec![put("role", "d", json!({"n": 0}), Expect::Version(1))]),
+            s.commit(vec![delete]),
+            s.commit(vec![put("role", "d", json!({"n": 3}), Expect::Absent)]),
+            s.commit(vec![put("role", "e", json!({}), Expect::Any), ghost]),
+            s.commit(vec![guard]),
+        );
+        assert_eq!(a.map(|c| c.versions), Ok(vec![Some(1)]));
+        assert_eq!(b.map(|c| c.versions), Ok(vec![Some(2)]));
+        assert_eq!(stale, Err(StoreError::Conflict { index: 0 }));
+        assert_eq!(del.map(|c| c.versions), Ok(vec![None]));
+        assert_eq!(
+            again.map(|c| (c.seq, c.versions)),
+            Ok((base + 4, vec![Some(1)]))
+        );
+        assert_eq!(failed, Err(StoreError::Conflict { index: 1 }));
+        // The guard comes after changes of `role` in the same group: they are earlier batches.
+        assert_eq!(guarded, Err(StoreError::Conflict { index: 0 }));
+        let doc = s.get("role", "d").await.ok().flatten();
+        assert_eq!(doc.map(|d| (d.version, d.body)), Some((1, json!({"n": 3}))));
+        assert_eq!(s.get("role", "e").await, Ok(None));
+        let rows = db
+            .admin
+            .query(
+                &format!(
+                    "SELECT seq, version, deleted, committed_at = MIN(committed_at) OVER () \
+                     FROM {}.tollgate_changes WHERE seq > $1 ORDER BY seq",
+                    db.schema
+                ),
+                &[&to_i64(base)],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{}", describe(&e)));
+        let log: Vec<(i64, i64, bool, bool)> = rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+            .collect();
+        let b = to_i64(base);
+        // Gap-free, in batch order, all from one transaction (one `now()`).
+        assert_eq!(
+            log,
+            vec![
+                (b + 1, 1, false, true),
+                (b + 2, 2, false, true),
+                (b + 3, 2, true, true),
+                (b + 4, 1, false, true)
+            ]
+        );
+        let seen: Vec<(u64, Option<u64>)> = next_changes(&mut feed, 4)
+            .await
+            .iter()
+            .map(|c| (c.seq, c.doc.as_ref().map(|d| d.version)))
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                (base + 1, Some(1)),
+                (base + 2, Some(2)),
+                (base + 3, None),
+                (base + 4, Some(1))
+            ]
+        );
         drop(s);
         db.finish().await;
     }
