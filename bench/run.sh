@@ -22,6 +22,11 @@
 #                      logins, reads and writes; RSS at start/middle/end) after the rest; opt-in (0)
 #   BENCH_SOAK_RATE    requests per second of the soak run                 (2000)
 #   BENCH_OUT          results directory                                   (target/bench-results)
+#   BENCH_PG_URL       PostgreSQL server for the PostgreSQL scenarios (postgres://user@host:port/db; each
+#                      run creates and drops a database of its own, so the role needs CREATEDB, and psql
+#                      must be installed). Unset: a throw-away cluster is started with .ci/pg-start and
+#                      stopped at exit. BENCH_PG=0 skips the PostgreSQL scenarios.
+#   BENCH_PROPAGATION_UPDATES  updates per propagation run (A -> B, PostgreSQL)    (1000)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -49,7 +54,7 @@ if [[ "${BENCH_SKIP_BUILD:-0}" != 1 ]]; then
     cargo build --release -p tollgate-server -p tollgate-bench
 fi
 SOAK=${BENCH_SOAK:-0}
-TOOLS=(tollgate tollgate-bench tollgate-ceiling tollgate-idle)
+TOOLS=(tollgate tollgate-bench tollgate-ceiling tollgate-idle tollgate-propagation)
 [[ $SOAK != 0 ]] && TOOLS+=(tollgate-soak)
 for b in "${TOOLS[@]}"; do
     [[ -x "$BIN/$b" ]] || { echo "bench: $BIN/$b is missing (build first)" >&2; exit 1; }
@@ -79,6 +84,7 @@ SERVER_LOG=$WORK/servers.log
 : >"$RESULTS"
 
 PIDS=()
+PG_STARTED_DIR=
 cleanup() {
     local pid
     for pid in "${PIDS[@]}"; do
@@ -87,6 +93,9 @@ cleanup() {
     for pid in "${PIDS[@]}"; do
         wait "$pid" 2>/dev/null || true
     done
+    if [[ -n $PG_STARTED_DIR ]]; then
+        TMPDIR=$WORK "$ROOT/.ci/pg-stop" "$PG_STARTED_DIR" 2>/dev/null || true
+    fi
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -354,6 +363,49 @@ def cmd_report(results):
     p("The ceiling columns are the ceiling server at the same offered rate: the floor that the load generator "
       "(its timer resolution) and the transport put under every open-loop figure.")
     p("")
+    p("### PostgreSQL")
+    p("")
+    pg_skip = meta.get("pg_skipped")
+    if pg_skip:
+        p(f"**Skipped:** {pg_skip}.")
+        p("")
+    else:
+        p(f"PostgreSQL {meta.get('pg_version', '?')}, `synchronous_commit = {meta.get('pg_synchronous_commit', '?')}`, "
+          f"`fsync = {meta.get('pg_fsync', '?')}`; the PostgreSQL server is not pinned (it shares both cores). "
+          "Each run uses a new database.")
+        p("")
+        p("Durable `security:updateProfile` (WebSocket), writes/s:")
+        p("")
+        p("| store | 1 client | p99 ms | 32 clients | p99 ms | errors |")
+        p("| --- | ---: | ---: | ---: | ---: | ---: |")
+        for name, sc in (("SQLite (`synchronous = \"full\"`)", "ws-updateProfile-sqlite"),
+                         ("PostgreSQL (`synchronous_commit = on`)", "ws-updateProfile-postgresql")):
+            one = sc + "-1"
+            p(f"| {name} | {fmt(med('throughput', one, 'rate'))} | {fmt(med('throughput', one, 'p99_ms'), 2)} | "
+              f"{fmt(med('throughput', sc, 'rate'))} | {fmt(med('throughput', sc, 'p99_ms'), 2)} | "
+              f"{errs('throughput', one) + errs('throughput', sc)} |")
+        p("")
+        pgr = med("throughput", "ws-getProfile-postgresql", "rate")
+        cr = med("throughput", "ws-getProfile", "rate", "ceiling")
+        r = ratio(pgr, cr)
+        p(f"Cached `security:getProfile` on a PostgreSQL-backed node: {fmt(pgr)} msg/s "
+          f"(p99 {fmt(med('throughput', 'ws-getProfile-postgresql', 'p99_ms'), 2)} ms), "
+          f"{'—' if r is None else f'{r:.0%}'} of the ceiling ({fmt(cr)} msg/s).")
+        p("")
+        prop = runs("propagation", "pg-propagation")
+        p("Propagation A → B (two nodes, one database): `updateProfile` on A, then `getProfile` on B until B "
+          "answers the new `_version`; delay from A's answer, ms:")
+        p("")
+        p("| runs | updates per run | p50 | p90 | p99 | max | from A's send p99 | reads of B per update |")
+        p("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        p(f"| {len(prop)} | {fmt(median([r.get('updates') for r in prop]))} | {fmt(med('propagation', 'pg-propagation', 'p50_ms'), 3)} | "
+          f"{fmt(med('propagation', 'pg-propagation', 'p90_ms'), 3)} | {fmt(med('propagation', 'pg-propagation', 'p99_ms'), 3)} | "
+          f"{fmt(max([r['max_ms'] for r in prop if r.get('max_ms') is not None], default=None), 3)} | "
+          f"{fmt(med('propagation', 'pg-propagation', 'from_send_p99_ms'), 3)} | "
+          f"{fmt(med('propagation', 'pg-propagation', 'reads_per_update'), 2)} |")
+        p("")
+        p("p50, p90 and p99 are medians over the runs; max is the largest of any run.")
+        p("")
     p("### Idle WebSocket connections")
     p("")
     p("| connections | still open | server RSS before MiB | after MiB | bytes / connection | connections / GiB |")
@@ -413,6 +465,15 @@ def cmd_report(results):
     p(f"| ≥ 80,000 idle WS connections per GiB | {fmt(per_gib)} | {check(None if per_gib is None else per_gib >= 80000)} |")
     p(f"| cold start with a seeded store ≤ 100 ms | {fmt(seeded, 1)} ms | {check(None if seeded is None else seeded <= 100)} |")
     p(f"| rights check + rate limiter cost < 10% | {'—' if gate is None else f'{1 - gate:.1%}'} | {check(None if gate is None else 1 - gate < 0.10)} |")
+    if not meta.get("pg_skipped"):
+        pgw = med("throughput", "ws-updateProfile-postgresql", "rate")
+        pgr = ratio(med("throughput", "ws-getProfile-postgresql", "rate"), med("throughput", "ws-getProfile", "rate", "ceiling"))
+        prop99 = med("propagation", "pg-propagation", "p99_ms")
+        p(f"| PostgreSQL durable updateProfile, 32 clients ≥ 10,000 writes/s | {fmt(pgw)} | {check(None if pgw is None else pgw >= 10000)} |")
+        p(f"| PostgreSQL-backed cached reads ≥ 80% of the ceiling | {'—' if pgr is None else f'{pgr:.0%}'} | {check(None if pgr is None else pgr >= 0.8)} |")
+        p(f"| propagation A → B p99 ≤ 50 ms | {fmt(prop99, 3)} ms | {check(None if prop99 is None else prop99 <= 50)} |")
+    else:
+        p(f"| PostgreSQL targets | skipped: {meta.get('pg_skipped')} | — |")
     missing = [r for r in rows if r.get("missing")]
     if missing:
         p("")
@@ -430,6 +491,63 @@ export SERVER_LOG
 # Every load connection comes from one address (loopback): no per-address connection cap.
 printf '# defaults: SQLite store, synchronous = "full"\n[server]\nmax_connections_per_ip = 0\n' >"$WORK/sqlite.toml"
 printf '[server]\nmax_connections_per_ip = 0\n[storage]\nengine = "memory"\n' >"$WORK/memory.toml"
+
+# PostgreSQL: BENCH_PG_URL, else a throw-away cluster (.ci/pg-start, stopped at exit); skipped with a
+# printed reason when neither works. Each run gets a database of its own (created with psql).
+PG_URL=
+PG_SKIP=
+PSQL=
+PG_VERSION= PG_SYNC= PG_FSYNC=
+if [[ ${BENCH_PG:-1} == 0 ]]; then
+    PG_SKIP="BENCH_PG=0"
+else
+    PSQL=$(command -v psql || ls -d /usr/lib/postgresql/*/bin/psql 2>/dev/null | sort -V | tail -1 || true)
+    if [[ -n ${BENCH_PG_URL:-} ]]; then
+        PG_URL=$BENCH_PG_URL
+    else
+        log "starting a throw-away PostgreSQL cluster (.ci/pg-start)"
+        PG_STARTED_DIR=$(mktemp -d "${TMPDIR:-/tmp}/tollgate-bench-pg.XXXXXX")
+        # Its state file goes to $WORK, not to the shared ${TMPDIR:-/tmp}/tollgate-pg.current.
+        if ! PG_URL=$(TMPDIR=$WORK TOLLGATE_PG_DIR=$PG_STARTED_DIR "$ROOT/.ci/pg-start" 2>"$WORK/pg-start.log" | tail -1) ||
+            [[ -z $PG_URL ]]; then
+            PG_SKIP=".ci/pg-start failed: $(tail -1 "$WORK/pg-start.log")"
+            PG_URL=
+            rm -rf "$PG_STARTED_DIR"
+            PG_STARTED_DIR=
+        fi
+    fi
+    if [[ -n $PG_URL && -z $PSQL ]]; then
+        PG_SKIP="psql not found (needed to create the runs' databases)"
+    elif [[ -n $PG_URL ]] && ! "$PSQL" "$PG_URL" -qAtc 'SELECT 1' >/dev/null 2>"$WORK/pg-check.log"; then
+        PG_SKIP="cannot connect to the PostgreSQL server: $(head -1 "$WORK/pg-check.log")"
+    fi
+fi
+if [[ -n $PG_SKIP ]]; then
+    echo "bench: PostgreSQL scenarios SKIPPED: $PG_SKIP" >&2
+    PG_URL=
+else
+    PG_VERSION=$("$PSQL" "$PG_URL" -qAtc 'SHOW server_version')
+    PG_SYNC=$("$PSQL" "$PG_URL" -qAtc 'SHOW synchronous_commit')
+    PG_FSYNC=$("$PSQL" "$PG_URL" -qAtc 'SHOW fsync')
+    log "PostgreSQL $PG_VERSION (synchronous_commit $PG_SYNC, fsync $PG_FSYNC)"
+fi
+# pg_url_db <name>: PG_URL with its database replaced by <name>.
+pg_url_db() {
+    python3 -c 'import sys, urllib.parse as u; p = u.urlsplit(sys.argv[1]); print(u.urlunsplit(p._replace(path="/" + sys.argv[2])))' "$PG_URL" "$1"
+}
+PG_DB=
+# pg_fresh: a new database and a server configuration for it ($WORK/pg.toml).
+pg_fresh() {
+    PG_DB=tollgate_bench_$(date +%s%N)
+    "$PSQL" "$PG_URL" -qAtc "CREATE DATABASE $PG_DB" >/dev/null
+    printf '[server]\nmax_connections_per_ip = 0\n[storage]\nengine = "postgresql"\nurl = "%s"\n' \
+        "$(pg_url_db "$PG_DB")" >"$WORK/pg.toml"
+}
+pg_drop() {
+    [[ -n $PG_DB ]] || return 0
+    "$PSQL" "$PG_URL" -qAtc "DROP DATABASE IF EXISTS $PG_DB" >/dev/null 2>&1 || warn "could not drop database $PG_DB"
+    PG_DB=
+}
 
 # ---------------------------------------------------------------------------------------------------
 # Servers
@@ -459,7 +577,8 @@ stop_server() {
     SERVER_PID=
 }
 
-bench() { "${CLIENT_PIN[@]}" "$BIN/tollgate-bench" --target "$ADDR" --connections "$CONNS" \
+# bench <connections> <tollgate-bench arguments…>
+bench() { local conns=$1; shift; "${CLIENT_PIN[@]}" "$BIN/tollgate-bench" --target "$ADDR" --connections "$conns" \
     --duration "$DURATION" --warmup "$WARMUP" "$@"; }
 
 WS_SETUP='{"controller":"security","action":"createOrReplaceProfile","_id":"bench-{conn}","body":{"policies":[{"roleId":"default"}]}}'
@@ -476,6 +595,13 @@ run_scenario() {
         ceiling-*) server=ceiling; scenario=${scenario#ceiling-} ;;
     esac
     [[ $scenario == *-memory ]] && config=$WORK/memory.toml
+    if [[ $scenario == *-postgresql* ]]; then
+        pg_fresh
+        config=$WORK/pg.toml
+    fi
+    # `-1`: one client instead of $CONNS.
+    local conns=$CONNS
+    [[ $scenario == *-1 ]] && conns=1
     start_server "$server" "$config"
     case $scenario in
         ws-now*) args=(--protocol ws --request "$WS_NOW") ;;
@@ -496,9 +622,10 @@ run_scenario() {
         *) echo "bench: unknown scenario $scenario" >&2; exit 1 ;;
     esac
     echo "-- $server $scenario (run $run/$RUNS${*:+, $*})" >&2
-    { bench "${args[@]}" --label "$server:$scenario" "$@" || true; } |
+    { bench "$conns" "${args[@]}" --label "$server:$scenario" "$@" || true; } |
         py record "$RESULTS" kind="$kind" scenario="$scenario" server="$server" run="$run"
     stop_server
+    pg_drop
 }
 
 cpu_model=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
@@ -506,12 +633,18 @@ read -r load1 _ </proc/loadavg
 if ! python3 -c "import sys; sys.exit(0 if float('$load1') < 0.5 else 1)"; then
     warn "load average is $load1: other work on this machine will skew the figures"
 fi
-python3 - "$RESULTS" <<EOF
-import json, sys
+PG_SKIP=$PG_SKIP PG_VERSION=$PG_VERSION PG_SYNC=$PG_SYNC PG_FSYNC=$PG_FSYNC python3 - "$RESULTS" <<EOF
+import json, os, sys
 meta = {"kind": "meta", "stamp": "$STAMP", "cpu": "$cpu_model", "nproc": $(nproc --all),
         "server_cpu": "$SERVER_CPU", "client_cpu": "$CLIENT_CPU", "runs": $RUNS, "duration": $DURATION,
         "warmup": $WARMUP, "connections": $CONNS, "seed": "$SEED_ROLES roles, $SEED_PROFILES profiles, $SEED_USERS users",
         "fd_limit": "$FD_LIMIT", "loadavg_at_start": "$load1"}
+env = os.environ
+if env.get("PG_SKIP"):
+    meta["pg_skipped"] = env["PG_SKIP"]
+else:
+    meta.update({"pg_version": env.get("PG_VERSION"), "pg_synchronous_commit": env.get("PG_SYNC"),
+                 "pg_fsync": env.get("PG_FSYNC")})
 open(sys.argv[1], "a").write(json.dumps(meta) + "\n")
 EOF
 log "results: $RESULTS"
@@ -527,7 +660,11 @@ THROUGHPUT=(
     http-now ceiling-http-now
     http-getProfile ceiling-http-getProfile
     http-updateProfile-memory http-updateProfile-sqlite ceiling-http-updateProfile
+    ws-updateProfile-sqlite-1
 )
+if [[ -n $PG_URL ]]; then
+    THROUGHPUT+=(ws-updateProfile-postgresql ws-updateProfile-postgresql-1 ws-getProfile-postgresql)
+fi
 for run in $(seq 1 "$RUNS"); do
     log "throughput, round $run/$RUNS"
     for scenario in "${THROUGHPUT[@]}"; do
@@ -553,6 +690,28 @@ for scenario in ws-getProfile http-getProfile ws-now; do
         run_scenario openloop "ceiling-$scenario-half" "$run" --rate "$half"
     done
 done
+
+# ---------------------------------------------------------------------------------------------------
+# 2b. PostgreSQL: propagation delay from one node to another. Two servers on one (fresh) database,
+#     both on the server core; tollgate-propagation makes 1,000 updateProfile on A, each followed by
+#     getProfile on B until B answers the new _version.
+# ---------------------------------------------------------------------------------------------------
+if [[ -n $PG_URL ]]; then
+    for run in $(seq 1 "$RUNS"); do
+        log "PostgreSQL propagation A -> B, run $run/$RUNS"
+        pg_fresh
+        start_server tollgate "$WORK/pg.toml"
+        A_ADDR=$ADDR A_PID=$SERVER_PID
+        start_server tollgate "$WORK/pg.toml"
+        { "${CLIENT_PIN[@]}" "$BIN/tollgate-propagation" --writer "$A_ADDR" --reader "$ADDR" \
+            --updates "${BENCH_PROPAGATION_UPDATES:-1000}" --label "propagation" || true; } |
+            py record "$RESULTS" kind=propagation scenario=pg-propagation server=tollgate run="$run"
+        stop_server
+        SERVER_PID=$A_PID
+        stop_server
+        pg_drop
+    done
+fi
 
 # ---------------------------------------------------------------------------------------------------
 # 3. Idle WebSocket connections: server RSS growth / N, on a fresh server for each N.
