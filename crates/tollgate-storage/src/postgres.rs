@@ -709,11 +709,18 @@ async fn write_loop(
                 Err(_) => break,
             }
         }
+        let started = std::time::Instant::now();
         let outcome = bounded(
             "group commit",
             commit_group(&inner, &mut conn, &group, &faults),
         )
         .await;
+        tracing::debug!(
+            batches = group.len(),
+            micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            ok = outcome.is_ok(),
+            "group commit"
+        );
         match outcome {
             Ok(results) => {
                 let mut answers = Vec::with_capacity(results.len());
@@ -1818,19 +1825,16 @@ mod tests {
                 (b + 4, 1, false, true)
             ]
         );
-        let seen: Vec<(u64, Option<u64>)> = next_changes(&mut feed, 4)
-            .await
-            .iter()
-            .map(|c| (c.seq, c.doc.as_ref().map(|d| d.version)))
-            .collect();
+        // In order, without gaps. (A change read back from the log, should the publisher read
+        // it there, carries the document's latest state: only the last one is sure to be exact.)
+        let seen = next_changes(&mut feed, 4).await;
         assert_eq!(
-            seen,
-            vec![
-                (base + 1, Some(1)),
-                (base + 2, Some(2)),
-                (base + 3, None),
-                (base + 4, Some(1))
-            ]
+            seen.iter().map(|c| c.seq).collect::<Vec<_>>(),
+            vec![base + 1, base + 2, base + 3, base + 4]
+        );
+        assert_eq!(
+            seen.last().and_then(|c| c.doc.as_ref()).map(|d| d.version),
+            Some(1)
         );
         drop(s);
         db.finish().await;
