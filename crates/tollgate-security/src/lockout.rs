@@ -69,6 +69,51 @@ pub(crate) async fn guard(
         return Ok(Vec::new());
     }
     let before = cache.snapshot();
+    // Settled from the profiles the change touches only, so the common case costs a few rights
+    // checks: nobody can lose administration through a profile that did not grant it.
+    let administers = |snapshot: &SecuritySnapshot, id: &str| {
+        snapshot.profiles.get(id).is_some_and(|p| {
+            ADMIN_ACTIONS
+                .iter()
+                .all(|(c, a)| p.rights.allows(snapshot, c, a, None, None))
+        })
+    };
+    // The profiles that administer now and that the change may take it from.
+    let mut touched: Vec<String> = Vec::new();
+    let mut users_losing = false;
+    for change in changes {
+        match *change {
+            Planned::Definition { kind, id, .. } if kind == PROFILE => {
+                if administers(&before, id) {
+                    touched.push(id.to_owned());
+                }
+            }
+            Planned::Definition { id, .. } => {
+                touched.extend(
+                    before
+                        .profiles
+                        .iter()
+                        .filter(|(pid, p)| {
+                            p.rights.policies.iter().any(|q| q.role_id == id)
+                                && administers(&before, pid)
+                        })
+                        .map(|(pid, _)| pid.clone()),
+                );
+            }
+            Planned::User { id, .. } => {
+                let old = cache
+                    .user(id)
+                    .await
+                    .map_err(store_error)?
+                    .map(|u| u.profile_ids.to_vec())
+                    .unwrap_or_default();
+                users_losing |= old.iter().any(|p| administers(&before, p));
+            }
+        }
+    }
+    if touched.is_empty() && !users_losing {
+        return Ok(Vec::new());
+    }
     let mut after = (*before).clone();
     for change in changes {
         if let Planned::Definition { kind, id, source } = *change {
@@ -80,14 +125,11 @@ pub(crate) async fn guard(
             after.apply(kind, id, doc.as_ref());
         }
     }
-    let was_admin = admin_profiles(&before);
-    let admin = admin_profiles(&after);
     // Everyone, even without a token, can administer: nobody is locked out.
-    if admin.contains("anonymous") {
+    if administers(&after, "anonymous") {
         return Ok(Vec::new());
     }
-    let holds = |ids: &[String], set: &HashSet<String>| ids.iter().any(|p| set.contains(p));
-    let mut at_risk = !was_admin.is_subset(&admin);
+    let mut at_risk = touched.iter().any(|id| !administers(&after, id));
     for change in changes {
         if let Planned::User { id, profile_ids } = *change {
             let old = cache
@@ -96,13 +138,16 @@ pub(crate) async fn guard(
                 .map_err(store_error)?
                 .map(|u| u.profile_ids.to_vec())
                 .unwrap_or_default();
-            let keeps = profile_ids.is_some_and(|ids| holds(ids, &admin));
-            at_risk |= holds(&old, &was_admin) && !keeps;
+            let was = old.iter().any(|p| administers(&before, p));
+            let keeps = profile_ids.is_some_and(|ids| ids.iter().any(|p| administers(&after, p)));
+            at_risk |= was && !keeps;
         }
     }
     if !at_risk {
         return Ok(Vec::new());
     }
+    let admin = admin_profiles(&after);
+    let holds = |ids: &[String], set: &HashSet<String>| ids.iter().any(|p| set.contains(p));
     // Someone may lose administration: is anyone left with it? The guards make the batch fail if
     // users, profiles or roles change meanwhile (it is then checked again).
     let seq = store.current_seq().await.map_err(store_error)?;

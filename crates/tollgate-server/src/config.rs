@@ -150,6 +150,8 @@ pub struct SecuritySection {
     pub cached_users: usize,
     /// Token records kept in this node's memory (likewise).
     pub cached_tokens: usize,
+    /// Whether security and catalog writes are recorded in the audit trail.
+    pub audit_trail: bool,
     /// Days the audit trail is kept (records older are purged); 0 = kept forever.
     pub audit_retention_days: u32,
 }
@@ -169,6 +171,7 @@ impl Default for SecuritySection {
             failed_auth_per_minute_per_ip: 30,
             cached_users: 100_000,
             cached_tokens: 100_000,
+            audit_trail: true,
             audit_retention_days: 90,
         }
     }

@@ -258,7 +258,11 @@ impl Server {
             )),
             None => Arc::clone(&store),
         };
-        let audited: Arc<dyn Store> = Arc::new(Layered::new(written, Arc::new(Audit::new())));
+        let audited: Arc<dyn Store> = if config.security.audit_trail {
+            Arc::new(Layered::new(written, Arc::new(Audit::new())))
+        } else {
+            written
+        };
         let catalog = Catalog::new(Arc::clone(&audited));
         let secret = load_secret(store.as_ref(), config.security.jwt_secret.as_deref()).await?;
         let passwords = Passwords::new(HashCost {
