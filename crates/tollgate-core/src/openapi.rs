@@ -30,6 +30,7 @@ pub fn schema(ty: ArgType) -> Value {
         ArgType::Object => json!({"type": "object"}),
         ArgType::Array => json!({"type": "array"}),
         ArgType::StringList => json!({"type": "array", "items": {"type": "string"}}),
+        ArgType::ObjectList => json!({"type": "array", "items": {"type": "object"}}),
         ArgType::OneOf(values) => json!({"type": "string", "enum": values}),
         ArgType::Any => json!({}),
     }

@@ -43,6 +43,8 @@ pub enum ArgType {
     Array,
     /// An array of strings; on HTTP, comma-separated values.
     StringList,
+    /// An array of objects.
+    ObjectList,
     /// One of these strings.
     OneOf(&'static [&'static str]),
     /// Any JSON value.
