@@ -334,7 +334,10 @@ impl Controller for CollectionController {
                 .describe("Creates a collection, and its index if needed.")
                 .required("index", ArgType::String, INDEX_ARG)
                 .required("collection", ArgType::String, COLLECTION_ARG)
-                .body(false, "Accepted and ignored: the catalog stores names only.")
+                .body(
+                    false,
+                    "Accepted and ignored: the catalog stores names only.",
+                )
                 .field("mappings", ArgType::Object, "Ignored.")
                 .field("settings", ArgType::Object, "Ignored."),
             ActionDef::new("exists", &[route("GET", "/:index/:collection/_exists")])

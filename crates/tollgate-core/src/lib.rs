@@ -25,7 +25,8 @@ pub use context::{ANONYMOUS_KUID, Caller, ConnectionInfo, Context, Protocol, Tok
 pub use funnel::{Funnel, FunnelConfig};
 pub use gate::{Gate, OpenGate};
 pub use router::{
-    ArgDef, ArgIn, ArgType, ActionDef, BodyDef, Controller, HttpRoute, RouteEntry, Router, route,
+    ActionDef, ArgDef, ArgIn, ArgType, BodyDef, Controller, Field, HttpRoute, RouteEntry, Router,
+    field, route,
 };
 pub use shutdown::Shutdown;
 pub use upgrade::{BoxedIo, Io, UpgradeAcceptor};

@@ -30,7 +30,28 @@ pub fn schema(ty: ArgType) -> Value {
         ArgType::Object => json!({"type": "object"}),
         ArgType::Array => json!({"type": "array"}),
         ArgType::StringList => json!({"type": "array", "items": {"type": "string"}}),
-        ArgType::ObjectList => json!({"type": "array", "items": {"type": "object"}}),
+        ArgType::ArrayOf(items) => json!({"type": "array", "items": schema(*items)}),
+        ArgType::ObjectOf(fields) => {
+            let properties: Map<String, Value> = fields
+                .iter()
+                .map(|f| (f.name.to_owned(), schema(f.ty)))
+                .collect();
+            let required: Vec<&str> = fields
+                .iter()
+                .filter(|f| f.required)
+                .map(|f| f.name)
+                .collect();
+            let mut s = json!({"type": "object", "properties": properties});
+            if !required.is_empty() {
+                if let Value::Object(s) = &mut s {
+                    s.insert("required".into(), json!(required));
+                }
+            }
+            s
+        }
+        ArgType::MapOf(values) => {
+            json!({"type": "object", "additionalProperties": schema(*values)})
+        }
         ArgType::OneOf(values) => json!({"type": "string", "enum": values}),
         ArgType::Any => json!({}),
     }
@@ -136,8 +157,14 @@ fn operation(controller: &str, action: &ActionDef, path: &str, n: usize) -> Valu
     );
 
     let mut op = Map::new();
-    op.insert("operationId".into(), json!(operation_id(controller, action.name, n)));
-    op.insert("summary".into(), json!(format!("{controller}:{}", action.name)));
+    op.insert(
+        "operationId".into(),
+        json!(operation_id(controller, action.name, n)),
+    );
+    op.insert(
+        "summary".into(),
+        json!(format!("{controller}:{}", action.name)),
+    );
     if !action.description.is_empty() {
         op.insert("description".into(), json!(action.description));
     }
@@ -146,7 +173,10 @@ fn operation(controller: &str, action: &ActionDef, path: &str, n: usize) -> Valu
     op.insert("x-kuzzle-action".into(), json!(action.name));
     op.insert("parameters".into(), Value::Array(parameters));
     if let Some(body) = &action.body {
-        op.insert("requestBody".into(), request_body(action, body.required, body.description));
+        op.insert(
+            "requestBody".into(),
+            request_body(action, body.required, body.description),
+        );
     }
     op.insert("responses".into(), responses(controller, action.name));
     Value::Object(op)
@@ -298,9 +328,15 @@ mod tests {
 
     #[test]
     fn paths_and_operation_ids() {
-        assert_eq!(template("/profiles/:_id/_update"), "/profiles/{_id}/_update");
+        assert_eq!(
+            template("/profiles/:_id/_update"),
+            "/profiles/{_id}/_update"
+        );
         assert_eq!(template("/"), "/");
-        assert_eq!(placeholders("/:index/:collection"), vec!["index", "collection"]);
+        assert_eq!(
+            placeholders("/:index/:collection"),
+            vec!["index", "collection"]
+        );
         assert_eq!(operation_id("auth", "login", 0), "auth:login");
         assert_eq!(operation_id("auth", "login", 1), "auth:login:2");
     }

@@ -43,12 +43,29 @@ pub enum ArgType {
     Array,
     /// An array of strings; on HTTP, comma-separated values.
     StringList,
-    /// An array of objects.
-    ObjectList,
+    /// An array of values of one type.
+    ArrayOf(&'static ArgType),
+    /// An object with these keys (others may be refused by the action).
+    ObjectOf(&'static [Field]),
+    /// An object whose values all have one type, whatever their keys.
+    MapOf(&'static ArgType),
     /// One of these strings.
     OneOf(&'static [&'static str]),
     /// Any JSON value.
     Any,
+}
+
+/// A key of an [`ArgType::ObjectOf`] object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Field {
+    pub name: &'static str,
+    pub ty: ArgType,
+    pub required: bool,
+}
+
+/// Shorthand for a [`Field`].
+pub const fn field(name: &'static str, ty: ArgType, required: bool) -> Field {
+    Field { name, ty, required }
 }
 
 /// One argument an action reads.

@@ -427,7 +427,11 @@ impl Controller for AuthController {
                 ],
             )
             .describe("Checks credentials and answers a token.")
-            .required("strategy", String, "The authentication strategy: local.")
+            .required(
+                "strategy",
+                ArgType::OneOf(&["local"]),
+                "The authentication strategy: local.",
+            )
             .arg("expiresIn", String, expires)
             .body(false, "The credentials.")
             .field("username", String, "The username.")
@@ -441,7 +445,11 @@ impl Controller for AuthController {
             ActionDef::new("checkToken", &[route("POST", "/_checkToken")])
                 .describe("Whether a token is valid; needs no token itself.")
                 .body(false, "The token to check.")
-                .field("token", String, "The token; absent or empty: the anonymous user."),
+                .field(
+                    "token",
+                    String,
+                    "The token; absent or empty: the anonymous user.",
+                ),
             ActionDef::new(
                 "getCurrentUser",
                 &[route("GET", "/_me"), route("GET", "/users/_me")],

@@ -13,7 +13,7 @@ use rand::Rng;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 use tollgate_catalog::Catalog;
-use tollgate_core::{ActionDef, ArgType, Context, Controller, route};
+use tollgate_core::{ActionDef, ArgType, Context, Controller, field, route};
 use tollgate_protocol::errors::ErrorDef;
 use tollgate_protocol::errors::{
     SECURITY_PROFILE_CANNOT_DELETE, SECURITY_PROFILE_IN_USE, SECURITY_PROFILE_NOT_FOUND,
@@ -940,6 +940,34 @@ pub(crate) fn presence_checks(kind: &'static str, ids: &[String]) -> Vec<Op> {
         .collect()
 }
 
+/// A profile policy's restriction, as the OpenAPI document describes it.
+const RESTRICTION: ArgType = ArgType::ObjectOf(&[
+    field("index", ArgType::String, true),
+    field("collections", ArgType::StringList, false),
+]);
+/// A profile's `policies`.
+const POLICIES: ArgType = ArgType::ArrayOf(&ArgType::ObjectOf(&[
+    field("roleId", ArgType::String, true),
+    field("restrictedTo", ArgType::ArrayOf(&RESTRICTION), false),
+]));
+/// A role's `controllers`.
+const CONTROLLERS: ArgType = ArgType::MapOf(&ArgType::ObjectOf(&[field(
+    "actions",
+    ArgType::MapOf(&ArgType::Boolean),
+    true,
+)]));
+/// A new user's `content`.
+const USER_CONTENT: ArgType = ArgType::ObjectOf(&[field("profileIds", ArgType::StringList, true)]);
+/// A new user's `credentials`.
+const CREDENTIALS: ArgType = ArgType::ObjectOf(&[field(
+    "local",
+    ArgType::ObjectOf(&[
+        field("username", ArgType::String, true),
+        field("password", ArgType::String, true),
+    ]),
+    false,
+)]);
+
 #[async_trait]
 impl Controller for SecurityController {
     fn name(&self) -> &'static str {
@@ -947,7 +975,7 @@ impl Controller for SecurityController {
     }
 
     fn actions(&self) -> Vec<ActionDef> {
-        use ArgType::{Boolean, Integer, Object, ObjectList, OneOf, String, StringList};
+        use ArgType::{Boolean, Integer, Object, OneOf, String, StringList};
         let id = "The document's id (at most 512 bytes).";
         let refresh = "wait_for (default) or false; the answer always waits for the write.";
         let force_profile = "Skip the strict checks of the policies (unknown roles excepted).";
@@ -961,8 +989,12 @@ impl Controller for SecurityController {
         let profile_write = |a: ActionDef| {
             a.required("_id", String, id)
                 .body(true, "The profile definition.")
-                .required_field("policies", ObjectList, "[{roleId, restrictedTo?}]")
-                .field("rateLimit", Integer, "Requests per second for a user (0: none).")
+                .required_field("policies", POLICIES, "[{roleId, restrictedTo?}]")
+                .field(
+                    "rateLimit",
+                    Integer,
+                    "Requests per second for a user (0: none).",
+                )
                 .arg("refresh", OneOf(&["wait_for", "false"]), refresh)
                 .arg("force", Boolean, force_profile)
                 .arg("strict", Boolean, strict)
@@ -971,7 +1003,11 @@ impl Controller for SecurityController {
         let role_write = |a: ActionDef| {
             a.required("_id", String, id)
                 .body(true, "The role definition.")
-                .required_field("controllers", Object, "{controller: {actions: {action: bool}}}")
+                .required_field(
+                    "controllers",
+                    CONTROLLERS,
+                    "{controller: {actions: {action: bool}}}",
+                )
                 .arg("force", Boolean, force_role)
                 .arg("refresh", OneOf(&["wait_for", "false"]), refresh)
                 .arg("dryRun", Boolean, dry)
@@ -981,14 +1017,18 @@ impl Controller for SecurityController {
             let a = if content {
                 a.required_field(
                     "content",
-                    Object,
+                    USER_CONTENT,
                     "The user's content; profileIds (non-empty string list) required.",
                 )
             } else {
                 a.field("content", Object, "The user's content; no profileIds.")
             };
-            a.field("credentials", Object, "{local: {username, password}}")
-                .arg("kuid", OneOf(&["human", "uuid"]), "How a generated kuid is made.")
+            a.field("credentials", CREDENTIALS, "{local: {username, password}}")
+                .arg(
+                    "kuid",
+                    OneOf(&["human", "uuid"]),
+                    "How a generated kuid is made.",
+                )
                 .arg("refresh", OneOf(&["wait_for", "false"]), refresh)
                 .arg("_id", String, "The kuid; generated when absent.")
         };
@@ -997,8 +1037,12 @@ impl Controller for SecurityController {
                 .describe("Merges a partial definition into a profile.")
                 .required("_id", String, id)
                 .body(true, "The profile keys to change.")
-                .field("policies", ObjectList, "[{roleId, restrictedTo?}]")
-                .field("rateLimit", Integer, "Requests per second for a user (0: none).")
+                .field("policies", POLICIES, "[{roleId, restrictedTo?}]")
+                .field(
+                    "rateLimit",
+                    Integer,
+                    "Requests per second for a user (0: none).",
+                )
                 .arg("refresh", OneOf(&["wait_for", "false"]), refresh)
                 .arg("retryOnConflict", Integer, retry)
                 .arg("force", Boolean, force_profile)
@@ -1024,7 +1068,11 @@ impl Controller for SecurityController {
                 .arg("size", Integer, size)
                 .arg("lang", OneOf(&["elasticsearch", "koncorde"]), lang)
                 .body(false, "The filter: roles, or query.")
-                .field("roles", StringList, "Profiles with a policy on one of these roles.")
+                .field(
+                    "roles",
+                    StringList,
+                    "Profiles with a policy on one of these roles.",
+                )
                 .field("query", Object, "{} or {\"match_all\":{}}"),
             ActionDef::new(
                 "scrollProfiles",
@@ -1071,7 +1119,11 @@ impl Controller for SecurityController {
                 .arg("size", Integer, size)
                 .arg("lang", OneOf(&["elasticsearch", "koncorde"]), lang)
                 .body(false, "The filter: controllers, or query.")
-                .field("controllers", StringList, "Roles with a key among these controllers (or *).")
+                .field(
+                    "controllers",
+                    StringList,
+                    "Roles with a key among these controllers (or *).",
+                )
                 .field("query", Object, "{} or {\"match_all\":{}}"),
             ActionDef::new("deleteRole", &[route("DELETE", "/roles/:_id")])
                 .describe("Deletes a role no profile uses.")
@@ -1086,11 +1138,23 @@ impl Controller for SecurityController {
                 ],
             )
             .describe("Audit records of security and catalog writes, oldest first.")
-            .arg("kind", String, "Records about this kind (role, profile, user, …).")
+            .arg(
+                "kind",
+                String,
+                "Records about this kind (role, profile, user, …).",
+            )
             .arg("target", String, "Records about this document id.")
             .arg("author", String, "Records of writes by this kuid.")
-            .arg("since", Integer, "Records at or after this time (epoch ms).")
-            .arg("until", Integer, "Records at or before this time (epoch ms).")
+            .arg(
+                "since",
+                Integer,
+                "Records at or after this time (epoch ms).",
+            )
+            .arg(
+                "until",
+                Integer,
+                "Records at or before this time (epoch ms).",
+            )
             .arg("from", Integer, from)
             .arg("size", Integer, size)
             .arg("lang", OneOf(&["elasticsearch", "koncorde"]), lang)

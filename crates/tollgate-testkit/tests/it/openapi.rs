@@ -21,7 +21,10 @@ async fn route_table(s: &TestServer) -> (BTreeSet<(String, String)>, BTreeSet<(S
     let table = r.json()["result"].clone();
     let mut actions = BTreeSet::new();
     let mut routes = BTreeSet::new();
-    for (controller, defs) in table.as_object().unwrap_or_else(|| panic!("table: {table}")) {
+    for (controller, defs) in table
+        .as_object()
+        .unwrap_or_else(|| panic!("table: {table}"))
+    {
         for (action, def) in defs.as_object().unwrap_or_else(|| panic!("defs: {defs}")) {
             actions.insert((controller.clone(), action.clone()));
             for route in def["http"].as_array().into_iter().flatten() {
@@ -34,7 +37,10 @@ async fn route_table(s: &TestServer) -> (BTreeSet<(String, String)>, BTreeSet<(S
                     })
                     .collect();
                 routes.insert((
-                    route["verb"].as_str().unwrap_or_default().to_ascii_lowercase(),
+                    route["verb"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_ascii_lowercase(),
                     path.join("/"),
                 ));
             }
@@ -88,8 +94,14 @@ async fn openapi_lists_every_action_and_route_of_the_route_table() {
         .iter()
         .map(|(_, _, op)| {
             (
-                op["x-kuzzle-controller"].as_str().unwrap_or_default().to_owned(),
-                op["x-kuzzle-action"].as_str().unwrap_or_default().to_owned(),
+                op["x-kuzzle-controller"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                op["x-kuzzle-action"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
             )
         })
         .collect();
@@ -98,7 +110,10 @@ async fn openapi_lists_every_action_and_route_of_the_route_table() {
         .iter()
         .map(|(path, verb, _)| (verb.clone(), path.clone()))
         .collect();
-    assert_eq!(documented_routes, routes, "operations vs route table routes");
+    assert_eq!(
+        documented_routes, routes,
+        "operations vs route table routes"
+    );
 
     let ids: Vec<&str> = ops
         .iter()
@@ -116,7 +131,10 @@ async fn openapi_lists_every_action_and_route_of_the_route_table() {
             let p = parameter(op, name, "path")
                 .unwrap_or_else(|| panic!("{verb} {path}: no path parameter {name}"));
             assert_eq!(p["required"], true, "{verb} {path} {name}");
-            assert_ne!(p["description"], "", "{verb} {path}: {name} is not declared");
+            assert_ne!(
+                p["description"], "",
+                "{verb} {path}: {name} is not declared"
+            );
         }
         let responses = &op["responses"];
         assert!(
@@ -142,7 +160,10 @@ async fn openapi_operations_carry_the_declared_arguments() {
         parameter(update, "refresh", "query").map(|p| &p["schema"]["enum"]),
         Some(&json!(["wait_for", "false"]))
     );
-    assert!(parameter(update, "_id", "query").is_none(), "_id is in the path");
+    assert!(
+        parameter(update, "_id", "query").is_none(),
+        "_id is in the path"
+    );
     assert_eq!(update["requestBody"]["required"], true);
 
     let create = operation(&ops, "security:createProfile");
@@ -221,7 +242,10 @@ async fn openapi_document_passes_openapi_spec_validator() {
         missing_service(
             test,
             "openapi-spec-validator",
-            &format!("{} is not a file; run .ci/openapi-venv", validator.display()),
+            &format!(
+                "{} is not a file; run .ci/openapi-venv",
+                validator.display()
+            ),
         );
     }
     let s = TestServer::start().await;
@@ -238,6 +262,9 @@ async fn openapi_document_passes_openapi_spec_validator() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(out.status.success(), "the validator refuses the document:\n{text}");
+    assert!(
+        out.status.success(),
+        "the validator refuses the document:\n{text}"
+    );
     assert!(text.contains("OK"), "validator output: {text}");
 }
