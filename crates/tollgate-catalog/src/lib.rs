@@ -347,10 +347,14 @@ impl Controller for CollectionController {
             ActionDef::new("list", &[route("GET", "/:index/_list")])
                 .describe("The collections of an index, sorted by name.")
                 .required("index", ArgType::String, INDEX_ARG)
-                .arg("from", ArgType::Integer, "Collections skipped (default 0).")
+                .arg(
+                    "from",
+                    ArgType::IntegerIn(0, i64::MAX),
+                    "Collections skipped (default 0).",
+                )
                 .arg(
                     "size",
-                    ArgType::Integer,
+                    ArgType::IntegerIn(0, i64::MAX),
                     "Collections returned at most (default 0: all).",
                 )
                 .arg(

@@ -27,6 +27,30 @@ pub fn schema(ty: ArgType) -> Value {
         ArgType::String => json!({"type": "string"}),
         ArgType::Boolean => json!({"type": "boolean"}),
         ArgType::Integer => json!({"type": "integer"}),
+        ArgType::IntegerIn(min, max) => {
+            let mut s = json!({"type": "integer", "minimum": min});
+            if max < i64::MAX {
+                if let Value::Object(s) = &mut s {
+                    s.insert("maximum".into(), json!(max));
+                }
+            }
+            s
+        }
+        ArgType::Nullable(inner) => {
+            let mut s = schema(*inner);
+            if let Value::Object(map) = &mut s {
+                match map.get("type").cloned() {
+                    Some(Value::String(t)) => {
+                        map.insert("type".into(), json!([t, "null"]));
+                        if let Some(Value::Array(values)) = map.get_mut("enum") {
+                            values.push(Value::Null);
+                        }
+                    }
+                    _ => s = json!({}),
+                }
+            }
+            s
+        }
         ArgType::Object => json!({"type": "object"}),
         ArgType::Array => json!({"type": "array"}),
         ArgType::StringList => json!({"type": "array", "items": {"type": "string"}}),
@@ -339,5 +363,17 @@ mod tests {
         );
         assert_eq!(operation_id("auth", "login", 0), "auth:login");
         assert_eq!(operation_id("auth", "login", 1), "auth:login:2");
+        assert_eq!(
+            schema(ArgType::Nullable(&ArgType::String)),
+            json!({"type": ["string", "null"]})
+        );
+        assert_eq!(
+            schema(ArgType::IntegerIn(0, 100)),
+            json!({"type": "integer", "minimum": 0, "maximum": 100})
+        );
+        assert_eq!(
+            schema(ArgType::IntegerIn(0, i64::MAX)),
+            json!({"type": "integer", "minimum": 0})
+        );
     }
 }

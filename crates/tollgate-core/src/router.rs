@@ -39,6 +39,8 @@ pub enum ArgType {
     String,
     Boolean,
     Integer,
+    /// An integer within these bounds (inclusive).
+    IntegerIn(i64, i64),
     Object,
     Array,
     /// An array of strings; on HTTP, comma-separated values.
@@ -51,6 +53,8 @@ pub enum ArgType {
     MapOf(&'static ArgType),
     /// One of these strings.
     OneOf(&'static [&'static str]),
+    /// A value of the type, or `null` (which the action takes as absent).
+    Nullable(&'static ArgType),
     /// Any JSON value.
     Any,
 }

@@ -416,7 +416,7 @@ impl Controller for AuthController {
     }
 
     fn actions(&self) -> Vec<ActionDef> {
-        use ArgType::{Boolean, Object, String};
+        use ArgType::{Boolean, String};
         let expires = "Token lifetime: milliseconds, or a timespan such as 1h; -1: never.";
         vec![
             ActionDef::new(
@@ -470,7 +470,7 @@ impl Controller for AuthController {
                 .required_field("action", String, "The action of the payload.")
                 .field("index", String, "The index of the payload.")
                 .field("collection", String, "The collection of the payload.")
-                .field("body", Object, "The body of the payload (not read)."),
+                .field("body", ArgType::Any, "The body of the payload (not read)."),
         ]
     }
 

@@ -940,6 +940,8 @@ pub(crate) fn presence_checks(kind: &'static str, ids: &[String]) -> Vec<Op> {
         .collect()
 }
 
+/// A count or a time: a non-negative integer.
+const COUNT: ArgType = ArgType::IntegerIn(0, i64::MAX);
 /// A profile policy's restriction, as the OpenAPI document describes it.
 const RESTRICTION: ArgType = ArgType::ObjectOf(&[
     field("index", ArgType::String, true),
@@ -975,7 +977,7 @@ impl Controller for SecurityController {
     }
 
     fn actions(&self) -> Vec<ActionDef> {
-        use ArgType::{Boolean, Integer, Object, OneOf, String, StringList};
+        use ArgType::{Boolean, Object, OneOf, String, StringList};
         let id = "The document's id (at most 512 bytes).";
         let refresh = "wait_for (default) or false; the answer always waits for the write.";
         let force_profile = "Skip the strict checks of the policies (unknown roles excepted).";
@@ -992,7 +994,7 @@ impl Controller for SecurityController {
                 .required_field("policies", POLICIES, "[{roleId, restrictedTo?}]")
                 .field(
                     "rateLimit",
-                    Integer,
+                    COUNT,
                     "Requests per second for a user (0: none).",
                 )
                 .arg("refresh", OneOf(&["wait_for", "false"]), refresh)
@@ -1040,11 +1042,11 @@ impl Controller for SecurityController {
                 .field("policies", POLICIES, "[{roleId, restrictedTo?}]")
                 .field(
                     "rateLimit",
-                    Integer,
+                    COUNT,
                     "Requests per second for a user (0: none).",
                 )
                 .arg("refresh", OneOf(&["wait_for", "false"]), refresh)
-                .arg("retryOnConflict", Integer, retry)
+                .arg("retryOnConflict", ArgType::IntegerIn(0, 100), retry)
                 .arg("force", Boolean, force_profile)
                 .arg("strict", Boolean, strict)
                 .arg("dryRun", Boolean, dry),
@@ -1064,8 +1066,8 @@ impl Controller for SecurityController {
                 .required_field("ids", StringList, "The profile ids."),
             ActionDef::new("searchProfiles", &[route("POST", "/profiles/_search")])
                 .describe("Profiles, sorted by id, optionally those using some roles.")
-                .arg("from", Integer, from)
-                .arg("size", Integer, size)
+                .arg("from", COUNT, from)
+                .arg("size", COUNT, size)
                 .arg("lang", OneOf(&["elasticsearch", "koncorde"]), lang)
                 .body(false, "The filter: roles, or query.")
                 .field(
@@ -1106,7 +1108,7 @@ impl Controller for SecurityController {
                 ActionDef::new("updateRole", &[route("PUT", "/roles/:_id/_update")])
                     .describe("Replaces the whole definition of an existing role."),
             )
-            .arg("retryOnConflict", Integer, retry),
+            .arg("retryOnConflict", ArgType::IntegerIn(0, 100), retry),
             ActionDef::new("getRole", &[route("GET", "/roles/:_id")])
                 .describe("One role.")
                 .required("_id", String, id),
@@ -1115,8 +1117,8 @@ impl Controller for SecurityController {
                 .required_field("ids", StringList, "The role ids."),
             ActionDef::new("searchRoles", &[route("POST", "/roles/_search")])
                 .describe("Roles, sorted by id, optionally those naming some controllers.")
-                .arg("from", Integer, from)
-                .arg("size", Integer, size)
+                .arg("from", COUNT, from)
+                .arg("size", COUNT, size)
                 .arg("lang", OneOf(&["elasticsearch", "koncorde"]), lang)
                 .body(false, "The filter: controllers, or query.")
                 .field(
@@ -1145,18 +1147,10 @@ impl Controller for SecurityController {
             )
             .arg("target", String, "Records about this document id.")
             .arg("author", String, "Records of writes by this kuid.")
-            .arg(
-                "since",
-                Integer,
-                "Records at or after this time (epoch ms).",
-            )
-            .arg(
-                "until",
-                Integer,
-                "Records at or before this time (epoch ms).",
-            )
-            .arg("from", Integer, from)
-            .arg("size", Integer, size)
+            .arg("since", COUNT, "Records at or after this time (epoch ms).")
+            .arg("until", COUNT, "Records at or before this time (epoch ms).")
+            .arg("from", COUNT, from)
+            .arg("size", COUNT, size)
             .arg("lang", OneOf(&["elasticsearch", "koncorde"]), lang)
             .body(false, "Optional: {query: {}}.")
             .field("query", Object, "{} or {\"match_all\":{}}"),
@@ -1216,7 +1210,7 @@ impl Controller for SecurityController {
                 .body(true, "The content keys to change.")
                 .field("profileIds", StringList, "The user's profiles (non-empty).")
                 .arg("refresh", OneOf(&["wait_for", "false"]), refresh)
-                .arg("retryOnConflict", Integer, retry),
+                .arg("retryOnConflict", ArgType::IntegerIn(0, 100), retry),
             ActionDef::new("deleteUser", &[route("DELETE", "/users/:_id")])
                 .describe("Deletes a user, its credentials and its tokens.")
                 .required("_id", String, id)
