@@ -447,8 +447,8 @@ impl Controller for AuthController {
                 .body(false, "The token to check.")
                 .field(
                     "token",
-                    String,
-                    "The token; absent or empty: the anonymous user.",
+                    ArgType::Nullable(&String),
+                    "The token; absent, null or empty: the anonymous user.",
                 ),
             ActionDef::new(
                 "getCurrentUser",

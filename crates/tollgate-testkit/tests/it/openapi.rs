@@ -154,7 +154,7 @@ async fn openapi_operations_carry_the_declared_arguments() {
     assert_eq!(update["x-kuzzle-action"], "updateProfile");
     assert_eq!(
         parameter(update, "retryOnConflict", "query").map(|p| &p["schema"]),
-        Some(&json!({"type": "integer"}))
+        Some(&json!({"type": "integer", "minimum": 0, "maximum": 100}))
     );
     assert_eq!(
         parameter(update, "refresh", "query").map(|p| &p["schema"]["enum"]),
@@ -179,6 +179,24 @@ async fn openapi_operations_carry_the_declared_arguments() {
     assert_eq!(
         parameter(in_query, "_id", "query").map(|p| &p["required"]),
         Some(&json!(false))
+    );
+
+    let search = operation(&ops, "security:searchProfiles");
+    assert_eq!(
+        parameter(search, "size", "query").map(|p| &p["schema"]),
+        Some(&json!({"type": "integer", "minimum": 0}))
+    );
+    let check = operation(&ops, "auth:checkToken");
+    assert_eq!(
+        check["requestBody"]["content"]["application/json"]["schema"]["properties"]["token"]["type"],
+        json!(["string", "null"])
+    );
+    let role = operation(&ops, "security:createRole");
+    let controllers =
+        &role["requestBody"]["content"]["application/json"]["schema"]["properties"]["controllers"];
+    assert_eq!(
+        controllers["additionalProperties"]["properties"]["actions"]["additionalProperties"],
+        json!({"type": "boolean"})
     );
 
     let login = operation(&ops, "auth:login");
