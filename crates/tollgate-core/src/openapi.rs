@@ -29,10 +29,10 @@ pub fn schema(ty: ArgType) -> Value {
         ArgType::Integer => json!({"type": "integer"}),
         ArgType::IntegerIn(min, max) => {
             let mut s = json!({"type": "integer", "minimum": min});
-            if max < i64::MAX {
-                if let Value::Object(s) = &mut s {
-                    s.insert("maximum".into(), json!(max));
-                }
+            if max < i64::MAX
+                && let Value::Object(s) = &mut s
+            {
+                s.insert("maximum".into(), json!(max));
             }
             s
         }
@@ -66,10 +66,10 @@ pub fn schema(ty: ArgType) -> Value {
                 .map(|f| f.name)
                 .collect();
             let mut s = json!({"type": "object", "properties": properties});
-            if !required.is_empty() {
-                if let Value::Object(s) = &mut s {
-                    s.insert("required".into(), json!(required));
-                }
+            if !required.is_empty()
+                && let Value::Object(s) = &mut s
+            {
+                s.insert("required".into(), json!(required));
             }
             s
         }
@@ -158,10 +158,11 @@ fn operation(controller: &str, action: &ActionDef, path: &str, n: usize) -> Valu
                 .find(|a| a.place == ArgIn::Query && a.name == *name);
             let mut schema = declared.map_or_else(|| schema(ArgType::String), |a| schema(a.ty));
             // A placeholder never matches an empty segment.
-            if let Value::Object(s) = &mut schema {
-                if s.get("type") == Some(&json!("string")) && !s.contains_key("enum") {
-                    s.insert("minLength".into(), json!(1));
-                }
+            if let Value::Object(s) = &mut schema
+                && s.get("type") == Some(&json!("string"))
+                && !s.contains_key("enum")
+            {
+                s.insert("minLength".into(), json!(1));
             }
             json!({
                 "name": name,
@@ -246,10 +247,10 @@ fn request_body(action: &ActionDef, required: bool, description: &str) -> Value 
         .map(|f| f.name)
         .collect();
     let mut schema = json!({"type": "object", "properties": properties});
-    if !names.is_empty() {
-        if let Value::Object(s) = &mut schema {
-            s.insert("required".into(), json!(names));
-        }
+    if !names.is_empty()
+        && let Value::Object(s) = &mut schema
+    {
+        s.insert("required".into(), json!(names));
     }
     json!({
         "required": required,

@@ -80,11 +80,9 @@ impl ServerController {
             return Err(KuzzleError::internal("server:openapi has no document"));
         };
         let mut document = document.clone();
-        if app {
-            if let Value::Object(d) = &mut document {
-                d.insert("paths".into(), json!({}));
-                d.insert("tags".into(), json!([]));
-            }
+        if app && let Value::Object(d) = &mut document {
+            d.insert("paths".into(), json!({}));
+            d.insert("tags".into(), json!([]));
         }
         Ok(document)
     }
