@@ -77,10 +77,14 @@ impl Probe {
                     .is_ok_and(|status| status.success())
             }
             Probe::VenvProgram(program) => {
-                let bin = openapi_venv().join("bin");
-                // Rebuild when the venv is made or removed.
-                println!("cargo::rerun-if-changed={}", bin.display());
-                bin.join(program).is_file()
+                let path = openapi_venv().join("bin").join(program);
+                let present = path.is_file();
+                // Rebuild when it is removed. A missing path is not watched: cargo would run this
+                // script on every build. After making the venv, rebuild (`touch build.rs`).
+                if present {
+                    println!("cargo::rerun-if-changed={}", path.display());
+                }
+                present
             }
             Probe::EnvVar(name) => {
                 println!("cargo::rerun-if-env-changed={name}");
