@@ -977,7 +977,7 @@ impl Controller for SecurityController {
     }
 
     fn actions(&self) -> Vec<ActionDef> {
-        use ArgType::{Boolean, Object, OneOf, String, StringList};
+        use ArgType::{Any, Boolean, Object, OneOf, String, StringList};
         let id = "The document's id (at most 512 bytes).";
         let refresh = "wait_for (default) or false; the answer always waits for the write.";
         let force_profile = "Skip the strict checks of the policies (unknown roles excepted).";
@@ -988,6 +988,10 @@ impl Controller for SecurityController {
         let from = "Hits skipped (default 0).";
         let size = "Hits returned at most (default 10000, at most documentsFetchCount).";
         let lang = "elasticsearch (default) or koncorde; read and ignored.";
+        let query = "A query: match_all, ids, term, terms, prefix, exists, bool (security.md).";
+        let sort = "A field, {field: asc|desc}, or an array of those (at most 8).";
+        let scroll = "Keep a cursor this long (a timespan such as 30s) and answer its scrollId.";
+        let scroll_id = "The cursor's id, from the search or the previous page.";
         let profile_write = |a: ActionDef| {
             a.required("_id", String, id)
                 .body(true, "The profile definition.")
@@ -1069,17 +1073,22 @@ impl Controller for SecurityController {
                 .arg("from", COUNT, from)
                 .arg("size", COUNT, size)
                 .arg("lang", OneOf(&["elasticsearch", "koncorde"]), lang)
-                .body(false, "The filter: roles, or query.")
+                .arg("scroll", String, scroll)
+                .body(false, "The filter: roles, or query; and sort.")
                 .field(
                     "roles",
                     StringList,
                     "Profiles with a policy on one of these roles.",
                 )
-                .field("query", Object, "{} or {\"match_all\":{}}"),
+                .field("query", Object, query)
+                .field("sort", Any, sort),
             ActionDef::new(
                 "scrollProfiles",
                 &[route("GET", "/profiles/_scroll/:scrollId")],
-            ),
+            )
+            .describe("The next page of a searchProfiles made with scroll.")
+            .required("scrollId", String, scroll_id)
+            .arg("scroll", String, scroll),
             ActionDef::new("deleteProfile", &[route("DELETE", "/profiles/:_id")])
                 .describe("Deletes a profile.")
                 .required("_id", String, id)
@@ -1120,13 +1129,14 @@ impl Controller for SecurityController {
                 .arg("from", COUNT, from)
                 .arg("size", COUNT, size)
                 .arg("lang", OneOf(&["elasticsearch", "koncorde"]), lang)
-                .body(false, "The filter: controllers, or query.")
+                .body(false, "The filter: controllers, or query; and sort.")
                 .field(
                     "controllers",
                     StringList,
                     "Roles with a key among these controllers (or *).",
                 )
-                .field("query", Object, "{} or {\"match_all\":{}}"),
+                .field("query", Object, query)
+                .field("sort", Any, sort),
             ActionDef::new("deleteRole", &[route("DELETE", "/roles/:_id")])
                 .describe("Deletes a role no profile uses.")
                 .required("_id", String, id)
@@ -1201,9 +1211,28 @@ impl Controller for SecurityController {
             ActionDef::new(
                 "mGetUsers",
                 &[route("POST", "/users/_mGet"), route("GET", "/users/_mGet")],
-            ),
-            ActionDef::new("searchUsers", &[route("POST", "/users/_search")]),
-            ActionDef::new("scrollUsers", &[route("GET", "/users/_scroll/:scrollId")]),
+            )
+            .describe("Several users, in request order; unknown ids are left out.")
+            .arg(
+                "ids",
+                StringList,
+                "The kuids (comma-separated on HTTP), when the body has none.",
+            )
+            .body(false, "Optional: {ids}.")
+            .field("ids", StringList, "The kuids."),
+            ActionDef::new("searchUsers", &[route("POST", "/users/_search")])
+                .describe("The stored users matching a query, sorted.")
+                .arg("from", COUNT, from)
+                .arg("size", COUNT, size)
+                .arg("lang", OneOf(&["elasticsearch", "koncorde"]), lang)
+                .arg("scroll", String, scroll)
+                .body(false, "Optional: query and sort.")
+                .field("query", Object, query)
+                .field("sort", Any, sort),
+            ActionDef::new("scrollUsers", &[route("GET", "/users/_scroll/:scrollId")])
+                .describe("The next page of a searchUsers made with scroll.")
+                .required("scrollId", String, scroll_id)
+                .arg("scroll", String, scroll),
             ActionDef::new("updateUser", &[route("PUT", "/users/:_id/_update")])
                 .describe("Merges content keys (and profileIds) into a user.")
                 .required("_id", String, id)
