@@ -14,6 +14,7 @@
 //! | `no_pg` | PostgreSQL | `TOLLGATE_TEST_PG_URL` is set and not empty |
 //! | `no_pg_restart` | a command stopping and starting that PostgreSQL (`tests/it/scaleout.rs`) | `TOLLGATE_TEST_PG_RESTART` is set and not empty |
 //! | `no_nginx` | nginx, the load balancer of `docs/scale-out.md` (`tests/it/scaleout.rs`) | `nginx -v` succeeds |
+//! | `no_openapi_validator` | `openapi-spec-validator` in the Python venv of `.ci/openapi-venv` (`tests/it/openapi.rs`) | `<venv>/bin/openapi-spec-validator` exists; the venv is `$TOLLGATE_OPENAPI_VENV`, by default `target/openapi-venv` |
 //!
 //! To add a service: one line in [`SERVICES`], then the `cfg_attr` on its tests.
 
@@ -26,6 +27,8 @@ enum Probe {
     Program(&'static str, &'static [&'static str]),
     /// An environment variable that is set and not empty (e.g. a connection URL).
     EnvVar(&'static str),
+    /// A program of the OpenAPI tools' Python venv (`.ci/openapi-venv`).
+    VenvProgram(&'static str),
 }
 
 /// (cfg set when the service is missing, how to find it).
@@ -34,7 +37,21 @@ const SERVICES: &[(&str, Probe)] = &[
     ("no_pg", Probe::EnvVar("TOLLGATE_TEST_PG_URL")),
     ("no_pg_restart", Probe::EnvVar("TOLLGATE_TEST_PG_RESTART")),
     ("no_nginx", Probe::Program("nginx", &["-v"])),
+    (
+        "no_openapi_validator",
+        Probe::VenvProgram("openapi-spec-validator"),
+    ),
 ];
+
+/// The OpenAPI tools' venv: `$TOLLGATE_OPENAPI_VENV`, else `target/openapi-venv` in the workspace
+/// (as `tollgate_testkit::openapi_venv` finds it).
+fn openapi_venv() -> PathBuf {
+    println!("cargo::rerun-if-env-changed=TOLLGATE_OPENAPI_VENV");
+    match std::env::var_os("TOLLGATE_OPENAPI_VENV") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/openapi-venv"),
+    }
+}
 
 /// The first `program` on the `PATH`.
 fn on_path(program: &str) -> Option<PathBuf> {
@@ -58,6 +75,16 @@ impl Probe {
                     .stderr(Stdio::null())
                     .status()
                     .is_ok_and(|status| status.success())
+            }
+            Probe::VenvProgram(program) => {
+                let path = openapi_venv().join("bin").join(program);
+                let present = path.is_file();
+                // Rebuild when it is removed. A missing path is not watched: cargo would run this
+                // script on every build. After making the venv, rebuild (`touch build.rs`).
+                if present {
+                    println!("cargo::rerun-if-changed={}", path.display());
+                }
+                present
             }
             Probe::EnvVar(name) => {
                 println!("cargo::rerun-if-env-changed={name}");

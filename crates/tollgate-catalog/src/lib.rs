@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde_json::{Map, Value, json};
-use tollgate_core::{ActionDef, Context, Controller, route};
+use tollgate_core::{ActionDef, ArgType, Context, Controller, route};
 use tollgate_protocol::errors::{
     SERVICES_STORAGE_INDEX_ALREADY_EXISTS, SERVICES_STORAGE_INVALID_COLLECTION_NAME,
     SERVICES_STORAGE_INVALID_INDEX_NAME, SERVICES_STORAGE_TOO_MANY_CHANGES,
@@ -238,6 +238,11 @@ pub struct IndexController(pub Catalog);
 /// The `collection` controller.
 pub struct CollectionController(pub Catalog);
 
+/// The description of the `index` argument.
+const INDEX_ARG: &str = "The index name.";
+/// The description of the `collection` argument.
+const COLLECTION_ARG: &str = "The collection name.";
+
 #[async_trait]
 impl Controller for IndexController {
     fn name(&self) -> &'static str {
@@ -246,10 +251,22 @@ impl Controller for IndexController {
 
     fn actions(&self) -> Vec<ActionDef> {
         vec![
-            ActionDef::new("create", &[route("POST", "/:index/_create")]),
-            ActionDef::new("delete", &[route("DELETE", "/:index")]),
-            ActionDef::new("exists", &[route("GET", "/:index/_exists")]),
-            ActionDef::new("list", &[route("GET", "/_list")]),
+            ActionDef::new("create", &[route("POST", "/:index/_create")])
+                .describe("Creates an index.")
+                .required("index", ArgType::String, INDEX_ARG),
+            ActionDef::new("delete", &[route("DELETE", "/:index")])
+                .describe("Deletes an index and its collections.")
+                .required("index", ArgType::String, INDEX_ARG),
+            ActionDef::new("exists", &[route("GET", "/:index/_exists")])
+                .describe("Whether an index exists: true or false.")
+                .required("index", ArgType::String, INDEX_ARG),
+            ActionDef::new("list", &[route("GET", "/_list")])
+                .describe("The indexes, sorted by name.")
+                .arg(
+                    "countCollection",
+                    ArgType::Boolean,
+                    "Also count each index's collections.",
+                ),
         ]
     }
 
@@ -313,9 +330,38 @@ impl Controller for CollectionController {
 
     fn actions(&self) -> Vec<ActionDef> {
         vec![
-            ActionDef::new("create", &[route("PUT", "/:index/:collection")]),
-            ActionDef::new("exists", &[route("GET", "/:index/:collection/_exists")]),
-            ActionDef::new("list", &[route("GET", "/:index/_list")]),
+            ActionDef::new("create", &[route("PUT", "/:index/:collection")])
+                .describe("Creates a collection, and its index if needed.")
+                .required("index", ArgType::String, INDEX_ARG)
+                .required("collection", ArgType::String, COLLECTION_ARG)
+                .body(
+                    false,
+                    "Accepted and ignored: the catalog stores names only.",
+                )
+                .field("mappings", ArgType::Object, "Ignored.")
+                .field("settings", ArgType::Object, "Ignored."),
+            ActionDef::new("exists", &[route("GET", "/:index/:collection/_exists")])
+                .describe("Whether a collection exists: true or false.")
+                .required("index", ArgType::String, INDEX_ARG)
+                .required("collection", ArgType::String, COLLECTION_ARG),
+            ActionDef::new("list", &[route("GET", "/:index/_list")])
+                .describe("The collections of an index, sorted by name.")
+                .required("index", ArgType::String, INDEX_ARG)
+                .arg(
+                    "from",
+                    ArgType::IntegerIn(0, i64::MAX),
+                    "Collections skipped (default 0).",
+                )
+                .arg(
+                    "size",
+                    ArgType::IntegerIn(0, i64::MAX),
+                    "Collections returned at most (default 0: all).",
+                )
+                .arg(
+                    "type",
+                    ArgType::OneOf(&["all", "stored", "realtime"]),
+                    "Which collections: all (default), stored or realtime (none).",
+                ),
         ]
     }
 

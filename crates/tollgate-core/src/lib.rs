@@ -3,6 +3,7 @@
 //! - [`router`]: the [`Controller`] trait and the [`Router`] (controller:action → handler, plus the HTTP
 //!   routes each action declares);
 //! - [`funnel`]: the [`Funnel`], the single path every request takes;
+//! - [`openapi`]: the OpenAPI 3.1 document generated from the routes and declared arguments;
 //! - [`gate`]: the authentication / rights / rate-limit hook points the Funnel calls before any action;
 //! - [`observe`]: what the metrics layer is told of requests and connections;
 //! - [`context`]: per-request state ([`Context`], [`Caller`], [`ConnectionInfo`]);
@@ -14,6 +15,7 @@ pub mod context;
 pub mod funnel;
 pub mod gate;
 pub mod observe;
+pub mod openapi;
 pub mod router;
 pub mod scope;
 pub mod shutdown;
@@ -22,6 +24,9 @@ pub mod upgrade;
 pub use context::{ANONYMOUS_KUID, Caller, ConnectionInfo, Context, Protocol, TokenLinks};
 pub use funnel::{Funnel, FunnelConfig};
 pub use gate::{Gate, OpenGate};
-pub use router::{ActionDef, Controller, HttpRoute, RouteEntry, Router, route};
+pub use router::{
+    ActionDef, ArgDef, ArgIn, ArgType, BodyDef, Controller, Field, HttpRoute, RouteEntry, Router,
+    field, route,
+};
 pub use shutdown::Shutdown;
 pub use upgrade::{BoxedIo, Io, UpgradeAcceptor};

@@ -22,11 +22,82 @@ pub const fn route(verb: &'static str, path: &'static str) -> HttpRoute {
     HttpRoute { verb, path }
 }
 
-/// One action of a controller and its HTTP routes.
+/// Where an action reads an argument. Path placeholders are not declared apart: an argument whose
+/// name is a `:name` segment of a route is read from the path on that route, and from the query
+/// string (or the WebSocket payload) elsewhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArgIn {
+    /// A request argument: the query string or a path placeholder on HTTP, a top-level key on WS.
+    Query,
+    /// A field of the JSON body.
+    Body,
+}
+
+/// The JSON type of a declared argument, as the OpenAPI document describes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArgType {
+    String,
+    Boolean,
+    Integer,
+    /// An integer within these bounds (inclusive).
+    IntegerIn(i64, i64),
+    Object,
+    Array,
+    /// An array of strings; on HTTP, comma-separated values.
+    StringList,
+    /// An array of values of one type.
+    ArrayOf(&'static ArgType),
+    /// An object with these keys (others may be refused by the action).
+    ObjectOf(&'static [Field]),
+    /// An object whose values all have one type, whatever their keys.
+    MapOf(&'static ArgType),
+    /// One of these strings.
+    OneOf(&'static [&'static str]),
+    /// A value of the type, or `null` (which the action takes as absent).
+    Nullable(&'static ArgType),
+    /// Any JSON value.
+    Any,
+}
+
+/// A key of an [`ArgType::ObjectOf`] object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Field {
+    pub name: &'static str,
+    pub ty: ArgType,
+    pub required: bool,
+}
+
+/// Shorthand for a [`Field`].
+pub const fn field(name: &'static str, ty: ArgType, required: bool) -> Field {
+    Field { name, ty, required }
+}
+
+/// One argument an action reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArgDef {
+    pub name: &'static str,
+    pub place: ArgIn,
+    pub ty: ArgType,
+    pub required: bool,
+    pub description: &'static str,
+}
+
+/// The JSON body an action reads: always an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyDef {
+    pub required: bool,
+    pub description: &'static str,
+}
+
+/// One action of a controller: its HTTP routes and the arguments it reads. The arguments are
+/// declarations for the OpenAPI document (`server:openapi`); the action still checks what it reads.
 #[derive(Debug, Clone)]
 pub struct ActionDef {
     pub name: &'static str,
     pub http: Vec<HttpRoute>,
+    pub args: Vec<ArgDef>,
+    pub body: Option<BodyDef>,
+    pub description: &'static str,
 }
 
 impl ActionDef {
@@ -34,7 +105,87 @@ impl ActionDef {
         Self {
             name,
             http: http.to_vec(),
+            args: Vec::new(),
+            body: None,
+            description: "",
         }
+    }
+
+    /// A short description of what the action does.
+    pub fn describe(mut self, description: &'static str) -> Self {
+        self.description = description;
+        self
+    }
+
+    /// An optional argument (query string, path placeholder or WS payload key).
+    pub fn arg(mut self, name: &'static str, ty: ArgType, description: &'static str) -> Self {
+        self.args.push(ArgDef {
+            name,
+            place: ArgIn::Query,
+            ty,
+            required: false,
+            description,
+        });
+        self
+    }
+
+    /// A required argument (query string, path placeholder or WS payload key).
+    pub fn required(mut self, name: &'static str, ty: ArgType, description: &'static str) -> Self {
+        self.args.push(ArgDef {
+            name,
+            place: ArgIn::Query,
+            ty,
+            required: true,
+            description,
+        });
+        self
+    }
+
+    /// The action reads a JSON object body; `required` when it refuses a request without one.
+    pub fn body(mut self, required: bool, description: &'static str) -> Self {
+        self.body = Some(BodyDef {
+            required,
+            description,
+        });
+        self
+    }
+
+    /// An optional field of the body.
+    pub fn field(self, name: &'static str, ty: ArgType, description: &'static str) -> Self {
+        self.body_field(name, ty, false, description)
+    }
+
+    /// A required field of the body.
+    pub fn required_field(
+        self,
+        name: &'static str,
+        ty: ArgType,
+        description: &'static str,
+    ) -> Self {
+        self.body_field(name, ty, true, description)
+    }
+
+    fn body_field(
+        mut self,
+        name: &'static str,
+        ty: ArgType,
+        required: bool,
+        description: &'static str,
+    ) -> Self {
+        if self.body.is_none() {
+            self.body = Some(BodyDef {
+                required,
+                description: "",
+            });
+        }
+        self.args.push(ArgDef {
+            name,
+            place: ArgIn::Body,
+            ty,
+            required,
+            description,
+        });
+        self
     }
 }
 
@@ -199,6 +350,15 @@ impl Router {
                 }),
         );
         out
+    }
+
+    /// Every implemented controller with its actions (routes and declared arguments), in
+    /// registration order.
+    pub fn definitions(&self) -> Vec<(&'static str, &[ActionDef])> {
+        self.order
+            .iter()
+            .filter_map(|c| self.controllers.get(c).map(|r| (*c, r.actions.as_slice())))
+            .collect()
     }
 
     /// The public route table (`server:publicApi`): `{controller:{action:{action,controller,http}}}`.

@@ -601,6 +601,15 @@ impl HttpFrontend {
     }
 
     fn envelope(&self, response: &Response, reply: &Reply) -> hyper::Response<Full<Bytes>> {
+        // `server:openapi` answers its document bare over HTTP (`routes.md` §1), so that OpenAPI
+        // tools can read it from `/_openapi`; its errors keep the envelope.
+        if response.error.is_none()
+            && response.controller.as_deref() == Some("server")
+            && response.action.as_deref() == Some("openapi")
+        {
+            let bytes = to_json_bytes(&response.result, reply.pretty);
+            return self.finish_json(response.status, bytes, reply);
+        }
         let bytes = response.to_bytes(
             &self.node,
             Encoding {

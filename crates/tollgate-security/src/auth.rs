@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde_json::{Value, json};
-use tollgate_core::{ActionDef, Context, Controller, route};
+use tollgate_core::{ActionDef, ArgType, Context, Controller, route};
 use tollgate_protocol::errors::{
     PLUGIN_STRATEGY_MISSING_USER, SECURITY_CREDENTIALS_UNKNOWN_STRATEGY,
     SECURITY_RIGHTS_UNAUTHORIZED, SECURITY_TOKEN_INVALID, SECURITY_TOKEN_REFRESH_FORBIDDEN,
@@ -416,6 +416,8 @@ impl Controller for AuthController {
     }
 
     fn actions(&self) -> Vec<ActionDef> {
+        use ArgType::{Boolean, String};
+        let expires = "Token lifetime: milliseconds, or a timespan such as 1h; -1: never.";
         vec![
             ActionDef::new(
                 "login",
@@ -423,22 +425,52 @@ impl Controller for AuthController {
                     route("POST", "/_login/:strategy"),
                     route("GET", "/_login/:strategy"),
                 ],
-            ),
-            ActionDef::new("logout", &[route("POST", "/_logout")]),
-            ActionDef::new("refreshToken", &[route("POST", "/_refreshToken")]),
-            ActionDef::new("checkToken", &[route("POST", "/_checkToken")]),
+            )
+            .describe("Checks credentials and answers a token.")
+            .required(
+                "strategy",
+                ArgType::OneOf(&["local"]),
+                "The authentication strategy: local.",
+            )
+            .arg("expiresIn", String, expires)
+            .body(false, "The credentials.")
+            .field("username", String, "The username.")
+            .field("password", String, "The password."),
+            ActionDef::new("logout", &[route("POST", "/_logout")])
+                .describe("Revokes the token of the request, or every token of the user.")
+                .arg("global", Boolean, "Revoke every token of the user."),
+            ActionDef::new("refreshToken", &[route("POST", "/_refreshToken")])
+                .describe("Replaces the token of the request by a new one.")
+                .arg("expiresIn", String, expires),
+            ActionDef::new("checkToken", &[route("POST", "/_checkToken")])
+                .describe("Whether a token is valid; needs no token itself.")
+                .body(false, "The token to check.")
+                .field(
+                    "token",
+                    ArgType::Nullable(&String),
+                    "The token; absent, null or empty: the anonymous user.",
+                ),
             ActionDef::new(
                 "getCurrentUser",
                 &[route("GET", "/_me"), route("GET", "/users/_me")],
-            ),
+            )
+            .describe("The caller's user and its strategies."),
             ActionDef::new(
                 "getMyRights",
                 &[
                     route("GET", "/_me/_rights"),
                     route("GET", "/users/_me/_rights"),
                 ],
-            ),
-            ActionDef::new("checkRights", &[route("POST", "/_checkRights")]),
+            )
+            .describe("The caller's rights."),
+            ActionDef::new("checkRights", &[route("POST", "/_checkRights")])
+                .describe("Whether the caller may run a request payload.")
+                .body(true, "A request payload.")
+                .required_field("controller", String, "The controller of the payload.")
+                .required_field("action", String, "The action of the payload.")
+                .field("index", String, "The index of the payload.")
+                .field("collection", String, "The collection of the payload.")
+                .field("body", ArgType::Any, "The body of the payload (not read)."),
         ]
     }
 

@@ -13,7 +13,7 @@ use rand::Rng;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 use tollgate_catalog::Catalog;
-use tollgate_core::{ActionDef, Context, Controller, route};
+use tollgate_core::{ActionDef, ArgType, Context, Controller, field, route};
 use tollgate_protocol::errors::ErrorDef;
 use tollgate_protocol::errors::{
     SECURITY_PROFILE_CANNOT_DELETE, SECURITY_PROFILE_IN_USE, SECURITY_PROFILE_NOT_FOUND,
@@ -940,6 +940,36 @@ pub(crate) fn presence_checks(kind: &'static str, ids: &[String]) -> Vec<Op> {
         .collect()
 }
 
+/// A count or a time: a non-negative integer.
+const COUNT: ArgType = ArgType::IntegerIn(0, i64::MAX);
+/// A profile policy's restriction, as the OpenAPI document describes it.
+const RESTRICTION: ArgType = ArgType::ObjectOf(&[
+    field("index", ArgType::String, true),
+    field("collections", ArgType::StringList, false),
+]);
+/// A profile's `policies`.
+const POLICIES: ArgType = ArgType::ArrayOf(&ArgType::ObjectOf(&[
+    field("roleId", ArgType::String, true),
+    field("restrictedTo", ArgType::ArrayOf(&RESTRICTION), false),
+]));
+/// A role's `controllers`.
+const CONTROLLERS: ArgType = ArgType::MapOf(&ArgType::ObjectOf(&[field(
+    "actions",
+    ArgType::MapOf(&ArgType::Boolean),
+    true,
+)]));
+/// A new user's `content`.
+const USER_CONTENT: ArgType = ArgType::ObjectOf(&[field("profileIds", ArgType::StringList, true)]);
+/// A new user's `credentials`.
+const CREDENTIALS: ArgType = ArgType::ObjectOf(&[field(
+    "local",
+    ArgType::ObjectOf(&[
+        field("username", ArgType::String, true),
+        field("password", ArgType::String, true),
+    ]),
+    false,
+)]);
+
 #[async_trait]
 impl Controller for SecurityController {
     fn name(&self) -> &'static str {
@@ -947,69 +977,276 @@ impl Controller for SecurityController {
     }
 
     fn actions(&self) -> Vec<ActionDef> {
+        use ArgType::{Any, Boolean, Object, OneOf, String, StringList};
+        let id = "The document's id (at most 512 bytes).";
+        let refresh = "wait_for (default) or false; the answer always waits for the write.";
+        let force_profile = "Skip the strict checks of the policies (unknown roles excepted).";
+        let force_role = "Allow controllers that are not Kuzzle-native.";
+        let strict = "Read and ignored: strict checking is the default unless force.";
+        let retry = "Attempts on a concurrent change, 0..=100 (default 10).";
+        let dry = "Validate and report the impact on rights without writing anything.";
+        let from = "Hits skipped (default 0).";
+        let size = "Hits returned at most (default 10000, at most documentsFetchCount).";
+        let lang = "elasticsearch (default) or koncorde; read and ignored.";
+        let query = "A query: match_all, ids, term, terms, prefix, exists, bool (security.md).";
+        let sort = "A field, {field: asc|desc}, or an array of those (at most 8).";
+        let scroll = "Keep a cursor this long (a timespan such as 30s) and answer its scrollId.";
+        let scroll_id = "The cursor's id, from the search or the previous page.";
+        let profile_write = |a: ActionDef| {
+            a.required("_id", String, id)
+                .body(true, "The profile definition.")
+                .required_field("policies", POLICIES, "[{roleId, restrictedTo?}]")
+                .field(
+                    "rateLimit",
+                    COUNT,
+                    "Requests per second for a user (0: none).",
+                )
+                .arg("refresh", OneOf(&["wait_for", "false"]), refresh)
+                .arg("force", Boolean, force_profile)
+                .arg("strict", Boolean, strict)
+                .arg("dryRun", Boolean, dry)
+        };
+        let role_write = |a: ActionDef| {
+            a.required("_id", String, id)
+                .body(true, "The role definition.")
+                .required_field(
+                    "controllers",
+                    CONTROLLERS,
+                    "{controller: {actions: {action: bool}}}",
+                )
+                .arg("force", Boolean, force_role)
+                .arg("refresh", OneOf(&["wait_for", "false"]), refresh)
+                .arg("dryRun", Boolean, dry)
+        };
+        let user_write = |a: ActionDef, content: bool| {
+            let a = a.body(content, "The user's content and credentials.");
+            let a = if content {
+                a.required_field(
+                    "content",
+                    USER_CONTENT,
+                    "The user's content; profileIds (non-empty string list) required.",
+                )
+            } else {
+                a.field("content", Object, "The user's content; no profileIds.")
+            };
+            a.field("credentials", CREDENTIALS, "{local: {username, password}}")
+                .arg(
+                    "kuid",
+                    OneOf(&["human", "uuid"]),
+                    "How a generated kuid is made.",
+                )
+                .arg("refresh", OneOf(&["wait_for", "false"]), refresh)
+                .arg("_id", String, "The kuid; generated when absent.")
+        };
         vec![
-            ActionDef::new("updateProfile", &[route("PUT", "/profiles/:_id/_update")]),
-            ActionDef::new("createProfile", &[route("POST", "/profiles/:_id/_create")]),
-            ActionDef::new("createOrReplaceProfile", &[route("PUT", "/profiles/:_id")]),
-            ActionDef::new("getProfile", &[route("GET", "/profiles/:_id")]),
-            ActionDef::new("mGetProfiles", &[route("POST", "/profiles/_mGet")]),
-            ActionDef::new("searchProfiles", &[route("POST", "/profiles/_search")]),
+            ActionDef::new("updateProfile", &[route("PUT", "/profiles/:_id/_update")])
+                .describe("Merges a partial definition into a profile.")
+                .required("_id", String, id)
+                .body(true, "The profile keys to change.")
+                .field("policies", POLICIES, "[{roleId, restrictedTo?}]")
+                .field(
+                    "rateLimit",
+                    COUNT,
+                    "Requests per second for a user (0: none).",
+                )
+                .arg("refresh", OneOf(&["wait_for", "false"]), refresh)
+                .arg("retryOnConflict", ArgType::IntegerIn(0, 100), retry)
+                .arg("force", Boolean, force_profile)
+                .arg("strict", Boolean, strict)
+                .arg("dryRun", Boolean, dry),
+            profile_write(
+                ActionDef::new("createProfile", &[route("POST", "/profiles/:_id/_create")])
+                    .describe("Creates a profile."),
+            ),
+            profile_write(
+                ActionDef::new("createOrReplaceProfile", &[route("PUT", "/profiles/:_id")])
+                    .describe("Creates a profile or replaces its whole definition."),
+            ),
+            ActionDef::new("getProfile", &[route("GET", "/profiles/:_id")])
+                .describe("One profile.")
+                .required("_id", String, id),
+            ActionDef::new("mGetProfiles", &[route("POST", "/profiles/_mGet")])
+                .describe("Several profiles, in request order; any unknown id fails the request.")
+                .required_field("ids", StringList, "The profile ids."),
+            ActionDef::new("searchProfiles", &[route("POST", "/profiles/_search")])
+                .describe("Profiles, sorted by id, optionally those using some roles.")
+                .arg("from", COUNT, from)
+                .arg("size", COUNT, size)
+                .arg("lang", OneOf(&["elasticsearch", "koncorde"]), lang)
+                .arg("scroll", String, scroll)
+                .body(false, "The filter: roles, or query; and sort.")
+                .field(
+                    "roles",
+                    StringList,
+                    "Profiles with a policy on one of these roles.",
+                )
+                .field("query", Object, query)
+                .field("sort", Any, sort),
             ActionDef::new(
                 "scrollProfiles",
                 &[route("GET", "/profiles/_scroll/:scrollId")],
-            ),
-            ActionDef::new("deleteProfile", &[route("DELETE", "/profiles/:_id")]),
+            )
+            .describe("The next page of a searchProfiles made with scroll.")
+            .required("scrollId", String, scroll_id)
+            .arg("scroll", String, scroll),
+            ActionDef::new("deleteProfile", &[route("DELETE", "/profiles/:_id")])
+                .describe("Deletes a profile.")
+                .required("_id", String, id)
+                .arg("refresh", OneOf(&["wait_for", "false"]), refresh)
+                .arg(
+                    "onAssignedUsers",
+                    OneOf(&["fail", "remove"]),
+                    "fail (default) if users hold it, or remove it from them.",
+                )
+                .arg("dryRun", Boolean, dry),
             ActionDef::new(
                 "getProfileRights",
                 &[route("GET", "/profiles/:_id/_rights")],
+            )
+            .describe("The rights a profile grants.")
+            .required("_id", String, id),
+            role_write(
+                ActionDef::new("createRole", &[route("POST", "/roles/:_id/_create")])
+                    .describe("Creates a role."),
             ),
-            ActionDef::new("createRole", &[route("POST", "/roles/:_id/_create")]),
-            ActionDef::new("createOrReplaceRole", &[route("PUT", "/roles/:_id")]),
-            ActionDef::new("updateRole", &[route("PUT", "/roles/:_id/_update")]),
-            ActionDef::new("getRole", &[route("GET", "/roles/:_id")]),
-            ActionDef::new("mGetRoles", &[route("POST", "/roles/_mGet")]),
-            ActionDef::new("searchRoles", &[route("POST", "/roles/_search")]),
-            ActionDef::new("deleteRole", &[route("DELETE", "/roles/:_id")]),
+            role_write(
+                ActionDef::new("createOrReplaceRole", &[route("PUT", "/roles/:_id")])
+                    .describe("Creates a role or replaces its whole definition."),
+            ),
+            role_write(
+                ActionDef::new("updateRole", &[route("PUT", "/roles/:_id/_update")])
+                    .describe("Replaces the whole definition of an existing role."),
+            )
+            .arg("retryOnConflict", ArgType::IntegerIn(0, 100), retry),
+            ActionDef::new("getRole", &[route("GET", "/roles/:_id")])
+                .describe("One role.")
+                .required("_id", String, id),
+            ActionDef::new("mGetRoles", &[route("POST", "/roles/_mGet")])
+                .describe("Several roles, in request order; any unknown id fails the request.")
+                .required_field("ids", StringList, "The role ids."),
+            ActionDef::new("searchRoles", &[route("POST", "/roles/_search")])
+                .describe("Roles, sorted by id, optionally those naming some controllers.")
+                .arg("from", COUNT, from)
+                .arg("size", COUNT, size)
+                .arg("lang", OneOf(&["elasticsearch", "koncorde"]), lang)
+                .body(false, "The filter: controllers, or query; and sort.")
+                .field(
+                    "controllers",
+                    StringList,
+                    "Roles with a key among these controllers (or *).",
+                )
+                .field("query", Object, query)
+                .field("sort", Any, sort),
+            ActionDef::new("deleteRole", &[route("DELETE", "/roles/:_id")])
+                .describe("Deletes a role no profile uses.")
+                .required("_id", String, id)
+                .arg("refresh", OneOf(&["wait_for", "false"]), refresh)
+                .arg("dryRun", Boolean, dry),
             ActionDef::new(
                 "searchAuditLog",
                 &[
                     route("POST", "/audit/_search"),
                     route("GET", "/audit/_search"),
                 ],
-            ),
+            )
+            .describe("Audit records of security and catalog writes, oldest first.")
+            .arg(
+                "kind",
+                String,
+                "Records about this kind (role, profile, user, …).",
+            )
+            .arg("target", String, "Records about this document id.")
+            .arg("author", String, "Records of writes by this kuid.")
+            .arg("since", COUNT, "Records at or after this time (epoch ms).")
+            .arg("until", COUNT, "Records at or before this time (epoch ms).")
+            .arg("from", COUNT, from)
+            .arg("size", COUNT, size)
+            .arg("lang", OneOf(&["elasticsearch", "koncorde"]), lang)
+            .body(false, "Optional: {query: {}}.")
+            .field("query", Object, "{} or {\"match_all\":{}}"),
             ActionDef::new(
                 "getProfileHistory",
                 &[route("GET", "/profiles/:_id/_history")],
+            )
+            .describe("Every recorded version of a profile, oldest first.")
+            .required("_id", String, id),
+            ActionDef::new("getRoleHistory", &[route("GET", "/roles/:_id/_history")])
+                .describe("Every recorded version of a role, oldest first.")
+                .required("_id", String, id),
+            user_write(
+                ActionDef::new(
+                    "createUser",
+                    &[
+                        route("POST", "/users/_create"),
+                        route("POST", "/users/:_id/_create"),
+                    ],
+                )
+                .describe("Creates a user, with local credentials if given."),
+                true,
             ),
-            ActionDef::new("getRoleHistory", &[route("GET", "/roles/:_id/_history")]),
-            ActionDef::new(
-                "createUser",
-                &[
-                    route("POST", "/users/_create"),
-                    route("POST", "/users/:_id/_create"),
-                ],
-            ),
-            ActionDef::new(
-                "createFirstAdmin",
-                &[
-                    route("POST", "/_createFirstAdmin"),
-                    route("POST", "/_createFirstAdmin/:_id"),
-                ],
+            user_write(
+                ActionDef::new(
+                    "createFirstAdmin",
+                    &[
+                        route("POST", "/_createFirstAdmin"),
+                        route("POST", "/_createFirstAdmin/:_id"),
+                    ],
+                )
+                .describe("Creates the first user holding the profile admin."),
+                false,
+            )
+            .arg(
+                "reset",
+                Boolean,
+                "Then restrict the default rights (restrictDefaultRights).",
             ),
             ActionDef::new(
                 "restrictDefaultRights",
                 &[route("POST", "/_restrictDefaultRights")],
-            ),
-            ActionDef::new("getUser", &[route("GET", "/users/:_id")]),
+            )
+            .describe("Resets the built-in roles and profiles to their restricted definitions."),
+            ActionDef::new("getUser", &[route("GET", "/users/:_id")])
+                .describe("One user (-1: the anonymous user).")
+                .required("_id", String, id),
             ActionDef::new(
                 "mGetUsers",
                 &[route("POST", "/users/_mGet"), route("GET", "/users/_mGet")],
-            ),
-            ActionDef::new("searchUsers", &[route("POST", "/users/_search")]),
-            ActionDef::new("scrollUsers", &[route("GET", "/users/_scroll/:scrollId")]),
-            ActionDef::new("updateUser", &[route("PUT", "/users/:_id/_update")]),
-            ActionDef::new("deleteUser", &[route("DELETE", "/users/:_id")]),
-            ActionDef::new("getUserRights", &[route("GET", "/users/:_id/_rights")]),
+            )
+            .describe("Several users, in request order; unknown ids are left out.")
+            .arg(
+                "ids",
+                StringList,
+                "The kuids (comma-separated on HTTP), when the body has none.",
+            )
+            .body(false, "Optional: {ids}.")
+            .field("ids", StringList, "The kuids."),
+            ActionDef::new("searchUsers", &[route("POST", "/users/_search")])
+                .describe("The stored users matching a query, sorted.")
+                .arg("from", COUNT, from)
+                .arg("size", COUNT, size)
+                .arg("lang", OneOf(&["elasticsearch", "koncorde"]), lang)
+                .arg("scroll", String, scroll)
+                .body(false, "Optional: query and sort.")
+                .field("query", Object, query)
+                .field("sort", Any, sort),
+            ActionDef::new("scrollUsers", &[route("GET", "/users/_scroll/:scrollId")])
+                .describe("The next page of a searchUsers made with scroll.")
+                .required("scrollId", String, scroll_id)
+                .arg("scroll", String, scroll),
+            ActionDef::new("updateUser", &[route("PUT", "/users/:_id/_update")])
+                .describe("Merges content keys (and profileIds) into a user.")
+                .required("_id", String, id)
+                .body(true, "The content keys to change.")
+                .field("profileIds", StringList, "The user's profiles (non-empty).")
+                .arg("refresh", OneOf(&["wait_for", "false"]), refresh)
+                .arg("retryOnConflict", ArgType::IntegerIn(0, 100), retry),
+            ActionDef::new("deleteUser", &[route("DELETE", "/users/:_id")])
+                .describe("Deletes a user, its credentials and its tokens.")
+                .required("_id", String, id)
+                .arg("refresh", OneOf(&["wait_for", "false"]), refresh),
+            ActionDef::new("getUserRights", &[route("GET", "/users/:_id/_rights")])
+                .describe("The rights of a user (-1: the anonymous user).")
+                .required("_id", String, id),
         ]
     }
 

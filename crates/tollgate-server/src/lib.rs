@@ -272,11 +272,13 @@ impl Server {
         });
 
         let routes = Arc::new(OnceLock::new());
+        let openapi = Arc::new(OnceLock::new());
         let mut router = Router::new();
         let probes: Vec<Arc<dyn HealthProbe>> = vec![Arc::new(StoreProbe(Arc::clone(&store)))];
         router.register(Arc::new(
             ServerController::new(Arc::clone(&node), Arc::clone(&routes), probes)
-                .with_store(Arc::clone(&store)),
+                .with_store(Arc::clone(&store))
+                .with_openapi(Arc::clone(&openapi)),
         ));
         router.register(Arc::new(SecurityController::new(
             Arc::clone(&audited),
@@ -322,6 +324,15 @@ impl Server {
             }));
         }
         let _ = routes.set(table);
+        let _ = openapi.set(tollgate_core::openapi::document(
+            &router,
+            tollgate_core::openapi::DocInfo {
+                title: "Tollgate",
+                version: env!("CARGO_PKG_VERSION"),
+                kuzzle_version: server_controller::KUZZLE_API_VERSION,
+            },
+            true,
+        ));
         let router = Arc::new(router);
 
         let gate: Arc<dyn Gate> = Arc::new(SecurityGate::new(

@@ -1,11 +1,12 @@
-//! The `server` controller: `now`, `info`, `healthCheck`, `publicApi`, `adminExists` (`routes.md` §1).
+//! The `server` controller: `now`, `info`, `healthCheck`, `publicApi`, `openapi`, `adminExists`
+//! (`routes.md` §1).
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use serde_json::{Map, Value, json};
-use tollgate_core::{ActionDef, Context, Controller, route};
+use tollgate_core::{ActionDef, ArgType, Context, Controller, route};
 use tollgate_protocol::errors::CORE_FATAL_SERVICE_UNAVAILABLE;
 use tollgate_protocol::{KuzzleError, Request};
 use tollgate_storage::Store;
@@ -29,6 +30,8 @@ pub struct ServerController {
     started: Instant,
     /// Filled once the router is complete (the table lists this controller too).
     routes: Arc<OnceLock<Value>>,
+    /// The OpenAPI document of the routes, filled with the route table.
+    openapi: Arc<OnceLock<Value>>,
     probes: Vec<Arc<dyn HealthProbe>>,
     /// The store `adminExists` reads; without one the action is not served.
     store: Option<Arc<dyn Store>>,
@@ -44,9 +47,44 @@ impl ServerController {
             node,
             started: Instant::now(),
             routes,
+            openapi: Arc::default(),
             probes,
             store: None,
         }
+    }
+
+    /// Serves `server:openapi` from `document`, filled once the router is complete.
+    pub fn with_openapi(mut self, document: Arc<OnceLock<Value>>) -> Self {
+        self.openapi = document;
+        self
+    }
+
+    /// `server:openapi`: the document for scope `kuzzle`; for scope `app` (the application's own
+    /// routes, of which there are none) the same without paths.
+    fn openapi(&self, req: &Request) -> Result<Value, KuzzleError> {
+        match req.string("format")? {
+            None | Some("json") => {}
+            Some(_) => return Err(KuzzleError::invalid_argument("format", "\"json\"")),
+        }
+        let app = match req.string("scope")? {
+            None | Some("kuzzle") => false,
+            Some("app") => true,
+            Some(_) => {
+                return Err(KuzzleError::invalid_argument(
+                    "scope",
+                    "\"kuzzle\" or \"app\"",
+                ));
+            }
+        };
+        let Some(document) = self.openapi.get() else {
+            return Err(KuzzleError::internal("server:openapi has no document"));
+        };
+        let mut document = document.clone();
+        if app && let Value::Object(d) = &mut document {
+            d.insert("paths".into(), json!({}));
+            d.insert("tags".into(), json!([]));
+        }
+        Ok(document)
     }
 
     /// Serves `server:adminExists` from `store`.
@@ -133,16 +171,40 @@ impl Controller for ServerController {
 
     fn actions(&self) -> Vec<ActionDef> {
         let mut actions = vec![
-            ActionDef::new("now", &[route("GET", "/_now")]),
-            ActionDef::new("info", &[route("GET", "/"), route("GET", "/_serverInfo")]),
-            ActionDef::new("healthCheck", &[route("GET", "/_healthCheck")]),
-            ActionDef::new("publicApi", &[route("GET", "/_publicApi")]),
+            ActionDef::new("now", &[route("GET", "/_now")])
+                .describe("The server's clock: `{\"now\": <epoch ms>}`."),
+            ActionDef::new("info", &[route("GET", "/"), route("GET", "/_serverInfo")])
+                .describe("Versions, node id, uptime, memory, route table and storage engine."),
+            ActionDef::new("healthCheck", &[route("GET", "/_healthCheck")])
+                .describe("The state of each service; 500 with the states when one is down.")
+                .arg(
+                    "services",
+                    ArgType::StringList,
+                    "The services to check (comma-separated on HTTP); unknown names are ignored.",
+                ),
+            ActionDef::new("publicApi", &[route("GET", "/_publicApi")])
+                .describe("The route table: every implemented action with its HTTP routes."),
+            ActionDef::new("openapi", &[route("GET", "/_openapi")])
+                .describe(
+                    "This OpenAPI document, generated from the route table and the actions' \
+                     declared arguments. Sent bare over HTTP, as the result over WebSocket.",
+                )
+                .arg(
+                    "format",
+                    ArgType::OneOf(&["json"]),
+                    "The document's format: json (yaml is refused).",
+                )
+                .arg(
+                    "scope",
+                    ArgType::OneOf(&["kuzzle", "app"]),
+                    "kuzzle (default): the Kuzzle API routes; app: the application's own routes (none).",
+                ),
         ];
         if self.store.is_some() {
-            actions.push(ActionDef::new(
-                "adminExists",
-                &[route("GET", "/_adminExists")],
-            ));
+            actions.push(
+                ActionDef::new("adminExists", &[route("GET", "/_adminExists")])
+                    .describe("Whether some user holds the profile admin: `{\"exists\": bool}`."),
+            );
         }
         actions
     }
@@ -156,6 +218,7 @@ impl Controller for ServerController {
         match action {
             "now" => Ok(json!({ "now": now_ms() })),
             "publicApi" => Ok(self.route_table()),
+            "openapi" => self.openapi(req),
             "healthCheck" => self.health(req).await,
             "adminExists" => self.admin_exists().await,
             "info" => {

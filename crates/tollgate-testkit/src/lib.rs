@@ -374,6 +374,15 @@ pub fn missing_service(test: &str, service: &str, probe: &str) -> ! {
     panic!("{test}: {service} not found ({probe}); {why}");
 }
 
+/// The Python venv holding the OpenAPI tools (`.ci/openapi-venv`): `$TOLLGATE_OPENAPI_VENV`, else
+/// `target/openapi-venv` in the workspace (as `build.rs` probes it).
+pub fn openapi_venv() -> std::path::PathBuf {
+    match std::env::var_os("TOLLGATE_OPENAPI_VENV") {
+        Some(dir) if !dir.is_empty() => std::path::PathBuf::from(dir),
+        _ => std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/openapi-venv"),
+    }
+}
+
 /// Polls `condition` every 5 ms until it holds, and panics with `what` if it still does not after
 /// [`TIMEOUT`]: a wait on an observable state, instead of a sleep whose length is a guess.
 /// `condition` may be an async closure that keeps state between its calls (a client, the last

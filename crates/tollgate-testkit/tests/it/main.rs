@@ -10,6 +10,7 @@ mod http;
 mod lifecycle;
 mod lockout;
 mod metrics;
+mod openapi;
 mod profiles;
 mod roles;
 mod scaleout;
