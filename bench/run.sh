@@ -345,6 +345,12 @@ def cmd_report(results):
         r = ratio(a, b)
         p(f"| {label} | {'—' if r is None else f'{r:.1%}'} | {'—' if r is None else f'{1 - r:.1%}'} |")
     p("")
+    metered = ratio(med("throughput", "ws-getProfile-metrics", "rate"), anon)
+    p("### Cost of the metrics layer (WebSocket security:getProfile, `[metrics] mode = \"open\"`)")
+    p("")
+    p(f"With metrics / without: {'—' if metered is None else f'{metered:.1%}'} "
+      f"(cost {'—' if metered is None else f'{1 - metered:.1%}'}; target: at most 3%).")
+    p("")
     p("### Latency at half the saturation rate (open loop, no coordinated omission)")
     p("")
     p("| scenario | offered msg/s | achieved msg/s | p50 ms | p99 ms | p99.9 ms | max ms | ceiling p50 ms | ceiling p99 ms | errors |")
@@ -490,6 +496,8 @@ export SERVER_LOG
 # Configurations.
 # Every load connection comes from one address (loopback): no per-address connection cap.
 printf '# defaults: SQLite store, synchronous = "full"\n[server]\nmax_connections_per_ip = 0\n' >"$WORK/sqlite.toml"
+# The same with GET /_metrics on (the metrics layer counting every request).
+printf '[server]\nmax_connections_per_ip = 0\n[metrics]\nmode = "open"\n' >"$WORK/metrics.toml"
 printf '[server]\nmax_connections_per_ip = 0\n[storage]\nengine = "memory"\n' >"$WORK/memory.toml"
 
 # PostgreSQL: BENCH_PG_URL, else a throw-away cluster (.ci/pg-start, stopped at exit); skipped with a
@@ -595,6 +603,7 @@ run_scenario() {
         ceiling-*) server=ceiling; scenario=${scenario#ceiling-} ;;
     esac
     [[ $scenario == *-memory ]] && config=$WORK/memory.toml
+    [[ $scenario == *-metrics ]] && config=$WORK/metrics.toml
     if [[ $scenario == *-postgresql* ]]; then
         pg_fresh
         config=$WORK/pg.toml
@@ -655,7 +664,7 @@ log "results: $RESULTS"
 # ---------------------------------------------------------------------------------------------------
 THROUGHPUT=(
     ws-now ceiling-ws-now
-    ws-getProfile ws-getProfile-admin ws-getProfile-user ceiling-ws-getProfile
+    ws-getProfile ws-getProfile-admin ws-getProfile-user ceiling-ws-getProfile ws-getProfile-metrics
     ws-updateProfile-memory ws-updateProfile-sqlite ceiling-ws-updateProfile
     http-now ceiling-http-now
     http-getProfile ceiling-http-getProfile
