@@ -72,6 +72,25 @@ pub struct Gauges {
     pub profiles: Gauge,
     /// Changes committed to the store that this node's cache has not applied yet.
     pub feed_lag: Gauge,
+    /// The store writer's group commits, and the batches they carried (their ratio: the mean
+    /// group size).
+    pub commit_groups: Counter,
+    pub grouped_batches: Counter,
+}
+
+impl Gauges {
+    /// Brings the group counters up to the store's own counts.
+    pub fn set_groups(&self, groups: u64, batches: u64) {
+        for (counter, value) in [
+            (&self.commit_groups, groups),
+            (&self.grouped_batches, batches),
+        ] {
+            let now = counter.get();
+            if value > now {
+                counter.inc_by(value - now);
+            }
+        }
+    }
 }
 
 /// Every metric of a node.
@@ -164,6 +183,16 @@ impl Metrics {
             "cache_profiles",
             "Profiles in this node's cache",
             gauges.profiles.clone(),
+        );
+        registry.register(
+            "store_commit_groups",
+            "Group commits made by the store's writer (one transaction and one flush each)",
+            gauges.commit_groups.clone(),
+        );
+        registry.register(
+            "store_grouped_batches",
+            "Batches committed in those groups (grouped_batches / commit_groups: the mean group size)",
+            gauges.grouped_batches.clone(),
         );
         registry.register(
             "feed_lag",

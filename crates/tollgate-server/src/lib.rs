@@ -144,6 +144,9 @@ impl Exposition for NodeMetrics {
         gauges.cached_tokens.set(as_i64(tokens));
         gauges.roles.set(as_i64(snapshot.roles.len()));
         gauges.profiles.set(as_i64(snapshot.profiles.len()));
+        if let Some((groups, batches)) = self.store.group_stats() {
+            gauges.set_groups(groups, batches);
+        }
         if let Ok(Ok(seq)) =
             tokio::time::timeout(Duration::from_secs(2), self.store.current_seq()).await
         {

@@ -77,4 +77,7 @@ impl Store for Layered {
     fn peers(&self) -> Vec<PeerState> {
         self.below.peers()
     }
+    fn group_stats(&self) -> Option<(u64, u64)> {
+        self.below.group_stats()
+    }
 }

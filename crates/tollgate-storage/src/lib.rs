@@ -359,6 +359,33 @@ pub trait Store: Send + Sync + 'static {
     fn peers(&self) -> Vec<peers::PeerState> {
         Vec::new()
     }
+    /// Group commits made by the backend's writer so far, and the batches they carried (`None`
+    /// for a backend that does not group).
+    fn group_stats(&self) -> Option<(u64, u64)> {
+        None
+    }
+}
+
+/// Counts a writer's group commits and the batches they carried.
+#[derive(Debug, Default)]
+pub struct GroupStats {
+    groups: std::sync::atomic::AtomicU64,
+    batches: std::sync::atomic::AtomicU64,
+}
+
+impl GroupStats {
+    /// One group of `batches` batches was committed (or failed as a whole).
+    pub fn record(&self, batches: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.groups.fetch_add(1, Relaxed);
+        self.batches.fetch_add(batches as u64, Relaxed);
+    }
+
+    /// (groups, batches) so far.
+    pub fn get(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.groups.load(Relaxed), self.batches.load(Relaxed))
+    }
 }
 
 #[cfg(test)]

@@ -297,6 +297,8 @@ struct Inner {
     /// Names this store's notifications, so its listener ignores them (its own commits reach the
     /// publisher directly).
     instance: String,
+    /// The writer's group commits.
+    groups: crate::GroupStats,
 }
 
 async fn checkout(pool: &Pool) -> Result<Conn, StoreError> {
@@ -593,6 +595,7 @@ impl PostgresStore {
             pool,
             schema,
             instance: instance_id(),
+            groups: crate::GroupStats::default(),
         });
         let (feed, _) = broadcast::channel(crate::sqlite::FEED_CAPACITY);
         let wakeup = Arc::new(Wakeup::default());
@@ -715,6 +718,7 @@ async fn write_loop(
             commit_group(&inner, &mut conn, &group, &faults),
         )
         .await;
+        inner.groups.record(group.len());
         tracing::debug!(
             batches = group.len(),
             micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
@@ -1449,6 +1453,10 @@ impl Store for PostgresStore {
 
     fn peers(&self) -> Vec<crate::peers::PeerState> {
         self.peers.live()
+    }
+
+    fn group_stats(&self) -> Option<(u64, u64)> {
+        Some(self.inner.groups.get())
     }
 }
 

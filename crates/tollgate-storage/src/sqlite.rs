@@ -91,6 +91,7 @@ pub struct SqliteStore {
     version: String,
     #[cfg_attr(not(test), allow(dead_code))]
     faults: Arc<Faults>,
+    groups: Arc<crate::GroupStats>,
     /// `tollgate.lock`, locked exclusively for the store's lifetime: one process per data directory.
     _lock: File,
 }
@@ -209,9 +210,11 @@ impl SqliteStore {
         let publish = feed.clone();
         let faults = Arc::new(Faults::default());
         let writer_faults = Arc::clone(&faults);
+        let groups = Arc::new(crate::GroupStats::default());
+        let writer_groups = Arc::clone(&groups);
         let writer_thread = std::thread::Builder::new()
             .name("tollgate-sqlite-writer".into())
-            .spawn(move || write_loop(conn, jobs, publish, &writer_faults))
+            .spawn(move || write_loop(conn, jobs, publish, &writer_faults, &writer_groups))
             .map_err(unavailable)?;
         Ok(Self {
             writer: Some(writer),
@@ -221,6 +224,7 @@ impl SqliteStore {
             feed,
             version,
             faults,
+            groups,
             _lock: lock,
         })
     }
@@ -376,6 +380,7 @@ fn write_loop(
     jobs: mpsc::Receiver<Job>,
     feed: broadcast::Sender<Arc<Change>>,
     faults: &Faults,
+    groups: &crate::GroupStats,
 ) {
     let mut commits: u64 = 0;
     let mut kind_seq = match load_kind_seq(&conn) {
@@ -397,6 +402,7 @@ fn write_loop(
             }
         }
         let outcome = commit_group(&mut conn, &group, &mut kind_seq, faults);
+        groups.record(group.len());
         match outcome {
             Ok(results) => {
                 for (job, (result, changes)) in group.into_iter().zip(results) {
@@ -676,6 +682,10 @@ impl Store for SqliteStore {
             kind: "sqlite",
             version: self.version.clone(),
         }
+    }
+
+    fn group_stats(&self) -> Option<(u64, u64)> {
+        Some(self.groups.get())
     }
 }
 

@@ -95,6 +95,17 @@ async fn counters_move_by_exactly_the_requests_made() {
         1.0,
         "{after}"
     );
+    // The SQLite writer grouped it: one more group, one more batch (nothing else was written).
+    for series in [
+        "tollgate_store_commit_groups_total",
+        "tollgate_store_grouped_batches_total",
+    ] {
+        assert_eq!(
+            sample(&after, series) - sample(&before, series),
+            1.0,
+            "{series}: {after}"
+        );
+    }
     // The three built-in profiles and the new one.
     assert_eq!(sample(&after, "tollgate_cache_profiles"), 4.0, "{after}");
     assert!(
