@@ -1,15 +1,22 @@
-//! `tollgate security export` and `tollgate security import`: copy a security model (roles and
-//! profiles) from one running server to another, through the public API only (`POST /_query`).
+//! `tollgate security export` and `tollgate security import`: copy a security model (roles,
+//! profiles and users) from one running server to another, through the public API only
+//! (`POST /_query`).
 //!
-//! Export reads every role (`security:searchRoles`) and every profile (`security:searchProfiles`),
-//! page after page, and prints `{"roles":{id: source},"profiles":{id: source}}` with the ids sorted
-//! and `_kuzzle_info` removed, so that two exports of the same model are byte-identical.
+//! Export reads every role (`security:searchRoles`), every profile (`security:searchProfiles`) and
+//! every user (`security:searchUsers`), page after page, and prints
+//! `{"roles":{id: source},"profiles":{id: source},"users":{kuid: source}}` with the ids sorted and
+//! `_kuzzle_info` removed, so that two exports of the same model are byte-identical. Credentials are
+//! never exported: no action returns them.
 //!
 //! Import sends every role, then every profile, with `createOrReplaceRole` /
 //! `createOrReplaceProfile` and `dryRun: true` first: the server validates the change and answers
 //! the document it would write, which is compared with its current copy. An unchanged document is
-//! not written; a changed one is written (unless `--dry-run`). Users are neither exported nor
-//! imported: the API has no way to list them (`docs/operations.md`).
+//! not written; a changed one is written (unless `--dry-run`). Then every user: a missing one is
+//! created with `createUser` (without credentials), a different one is updated with `updateUser`.
+//! Those two actions have no `dryRun`: what they would store is computed here, and a dry run checks
+//! only that the user's profiles exist. `updateUser` merges and cannot remove a key, so a user whose
+//! stored copy has keys the file lacks cannot be made equal to the file; the summary says so
+//! (`docs/operations.md` §1.4).
 //!
 //! Only stdout carries the export or the import summary; messages go to stderr. The token and the
 //! password are never printed.
@@ -49,16 +56,17 @@ const PAGE_SIZE: u64 = 500;
 /// The subcommands of the `tollgate` binary. Without one, the binary runs the server.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum Command {
-    /// Copy a security model (roles and profiles) out of a running server, or into one.
+    /// Copy a security model (roles, profiles, users) out of a running server, or into one.
     #[command(subcommand)]
     Security(SecurityCommand),
 }
 
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum SecurityCommand {
-    /// Print every role and profile of a running server as one JSON document.
+    /// Print every role, profile and user of a running server as one JSON document.
     Export(ExportArgs),
-    /// Create or replace roles, then profiles, from an exported document; print what changed.
+    /// Create or replace roles, then profiles, then users, from an exported document; print what
+    /// changed.
     Import(ImportArgs),
 }
 
@@ -66,6 +74,9 @@ pub enum SecurityCommand {
 pub struct ExportArgs {
     #[command(flatten)]
     pub connection: ConnectionArgs,
+    /// Leave users out: export roles and profiles only (no `users` key).
+    #[arg(long)]
+    pub no_users: bool,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -86,6 +97,9 @@ pub struct ImportArgs {
     /// (`security.rights.lockout`).
     #[arg(long)]
     pub allow_lockout: bool,
+    /// Leave users out: ignore the file's `users`, read and write no user.
+    #[arg(long)]
+    pub no_users: bool,
 }
 
 /// Where the server is and who calls it.
@@ -217,10 +231,13 @@ pub fn run(command: Command) -> ExitCode {
 async fn export(args: ExportArgs) -> Result<(), Failure> {
     let mut session = Session::open(&args.connection).await?;
     let current = read_model(&mut session.client).await?;
-    let document = json!({
+    let mut document = json!({
         "roles": sources(&current.roles),
         "profiles": sources(&current.profiles),
     });
+    if !args.no_users {
+        document["users"] = sources(&search_all(&mut session.client, "searchUsers").await?);
+    }
     let mut text = serde_json::to_string_pretty(&document)
         .map_err(|e| Failure::new(EX_IOERR, format!("cannot serialize the export: {e}")))?;
     text.push('\n');
@@ -243,7 +260,7 @@ fn write_stdout(text: &str) -> Result<(), Failure> {
         .map_err(|e| Failure::new(EX_IOERR, format!("cannot write to stdout: {e}")))
 }
 
-/// A role or profile as stored: its `_source` without `_kuzzle_info`.
+/// A role, profile or user as stored: its `_source` without `_kuzzle_info`.
 #[derive(Debug, Clone)]
 struct Stored {
     source: Map<String, Value>,
@@ -281,6 +298,19 @@ async fn search_all(
                 size /= 2;
                 continue;
             }
+            // Past the server's result window (`from + size` at most 10000 for users).
+            Err(CallError::Api(e))
+                if e.id == "api.assert.invalid_argument"
+                    && e.props.first().and_then(Value::as_str) == Some("from") =>
+            {
+                return Err(Failure::new(
+                    EX_REFUSED,
+                    format!(
+                        "security:{action}: {e} [the server lists at most {from} of them page by \
+                         page; see docs/operations.md]"
+                    ),
+                ));
+            }
             Err(e) => return Err(e.fatal(&format!("security:{action}"))),
         };
         let hits = result["hits"].as_array().ok_or_else(|| {
@@ -311,11 +341,12 @@ async fn search_all(
 // ---------------------------------------------------------------------------------------------
 // Import
 
-/// Roles or profiles.
+/// Roles, profiles or users.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Role,
     Profile,
+    User,
 }
 
 impl Kind {
@@ -323,13 +354,7 @@ impl Kind {
         match self {
             Self::Role => "role",
             Self::Profile => "profile",
-        }
-    }
-
-    fn action(self) -> &'static str {
-        match self {
-            Self::Role => "createOrReplaceRole",
-            Self::Profile => "createOrReplaceProfile",
+            Self::User => "user",
         }
     }
 }
@@ -363,6 +388,21 @@ struct Outcome {
     status: Status,
     /// A remark shown after the status.
     note: Option<String>,
+    /// A user that is not, after the import, exactly as in the file (`updateUser` cannot remove or
+    /// reorder keys).
+    inexact: bool,
+}
+
+impl Outcome {
+    fn new(kind: Kind, id: &str, status: Status, note: Option<String>) -> Self {
+        Self {
+            kind,
+            id: id.to_owned(),
+            status,
+            note,
+            inexact: false,
+        }
+    }
 }
 
 /// The document to import, in file order.
@@ -370,9 +410,12 @@ struct Outcome {
 struct Model {
     roles: Vec<(String, Map<String, Value>)>,
     profiles: Vec<(String, Map<String, Value>)>,
+    /// `None`: the file has no `users` key (users are then neither read nor written).
+    users: Option<Vec<(String, Map<String, Value>)>>,
 }
 
-/// Parses an export: an object with `roles` and/or `profiles`, each `{id: object}`.
+/// Parses an export: an object with `roles`, `profiles` and/or `users`, each `{id: object}`; a
+/// user must have `profileIds`, a non-empty array of strings.
 fn parse_model(text: &str) -> Result<Model, String> {
     let value: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
     let Value::Object(top) = value else {
@@ -381,20 +424,16 @@ fn parse_model(text: &str) -> Result<Model, String> {
     let mut model = Model {
         roles: Vec::new(),
         profiles: Vec::new(),
+        users: None,
     };
     for (key, value) in top {
         let target = match key.as_str() {
             "roles" => &mut model.roles,
             "profiles" => &mut model.profiles,
-            "users" => {
-                return Err(
-                    "\"users\" cannot be imported: only roles and profiles are (see docs/operations.md)"
-                        .into(),
-                );
-            }
+            "users" => model.users.get_or_insert_with(Vec::new),
             other => {
                 return Err(format!(
-                    "unexpected key {other:?}: expected \"roles\" and \"profiles\""
+                    "unexpected key {other:?}: expected \"roles\", \"profiles\" and \"users\""
                 ));
             }
         };
@@ -408,10 +447,27 @@ fn parse_model(text: &str) -> Result<Model, String> {
             let Value::Object(source) = source else {
                 return Err(format!("{key}.{id} is not an object"));
             };
+            if key == "users" {
+                check_user(&id, &source)?;
+            }
             target.push((id, source));
         }
     }
     Ok(model)
+}
+
+/// What `createUser` needs of a user of the file, checked before anything is sent.
+fn check_user(id: &str, source: &Map<String, Value>) -> Result<(), String> {
+    if id == "-1" {
+        return Err("users.\"-1\" is the anonymous user, which cannot be imported".into());
+    }
+    match source.get("profileIds") {
+        Some(Value::Array(ids)) if !ids.is_empty() && ids.iter().all(Value::is_string) => Ok(()),
+        _ => Err(format!(
+            "users.{} has no profileIds (a non-empty array of profile ids)",
+            shown(id)
+        )),
+    }
 }
 
 fn read_input(file: Option<&PathBuf>) -> Result<String, Failure> {
@@ -440,11 +496,20 @@ async fn import(args: ImportArgs) -> Result<(), Failure> {
             format!("the input is not a security export: {e}"),
         )
     })?;
+    let mut model = model;
+    if args.no_users {
+        model.users = None;
+    }
     let mut session = Session::open(&args.connection).await?;
     let outcomes = apply(&mut session.client, &model, &args).await?;
     let mut summary = String::new();
     if args.dry_run {
         summary.push_str("dry run: nothing was written\n");
+        if model.users.is_some() {
+            summary.push_str(
+                "dry run: users are not validated by the server, only their profiles are checked\n",
+            );
+        }
     }
     for o in &outcomes {
         summary.push_str(&format!(
@@ -458,7 +523,11 @@ async fn import(args: ImportArgs) -> Result<(), Failure> {
                 .unwrap_or_default()
         ));
     }
-    for kind in [Kind::Role, Kind::Profile] {
+    let mut kinds = vec![Kind::Role, Kind::Profile];
+    if model.users.is_some() {
+        kinds.push(Kind::User);
+    }
+    for kind in kinds {
         summary.push_str(&totals(kind, &outcomes));
         summary.push('\n');
     }
@@ -500,6 +569,13 @@ fn totals(kind: Kind, outcomes: &[Outcome]) -> String {
             line.push_str(&format!(", {n} {}", s.label()));
         }
     }
+    let inexact = outcomes
+        .iter()
+        .filter(|o| o.kind == kind && o.inexact)
+        .count();
+    if inexact > 0 {
+        line.push_str(&format!(", {inexact} not exactly as in the file"));
+    }
     line
 }
 
@@ -538,17 +614,14 @@ async fn apply(
         .chain(model.profiles.iter().map(|(id, s)| (Kind::Profile, id, s)));
     for (kind, id, source) in items {
         if stopped {
-            outcomes.push(Outcome {
-                kind,
-                id: id.clone(),
-                status: Status::Skipped,
-                note: None,
-            });
+            outcomes.push(Outcome::new(kind, id, Status::Skipped, None));
             continue;
         }
         let existing = match kind {
             Kind::Role => current.roles.get(id),
             Kind::Profile => current.profiles.get(id),
+            // Not in this loop (`apply_users`).
+            Kind::User => None,
         };
         let dry = client
             .call(write_request(kind, id, source, args, true))
@@ -615,12 +688,10 @@ async fn apply(
         if kind == Kind::Role && status == Status::Created {
             new_roles.insert(id);
         }
-        outcomes.push(Outcome {
-            kind,
-            id: id.clone(),
-            status,
-            note,
-        });
+        outcomes.push(Outcome::new(kind, id, status, note));
+    }
+    if let Some(users) = &model.users {
+        apply_users(client, model, users, &current, args, stopped, &mut outcomes).await?;
     }
     Ok(outcomes)
 }
@@ -633,6 +704,7 @@ fn compare(existing: Option<&Stored>, would_be: &Map<String, Value>) -> Status {
     }
 }
 
+/// The `dryRun`/real write of a role or profile (users: [`apply_users`]).
 fn write_request(
     kind: Kind,
     id: &str,
@@ -640,9 +712,14 @@ fn write_request(
     args: &ImportArgs,
     dry_run: bool,
 ) -> Value {
+    let action = match kind {
+        Kind::Role => "createOrReplaceRole",
+        Kind::Profile => "createOrReplaceProfile",
+        Kind::User => "createUser",
+    };
     json!({
         "controller": "security",
-        "action": kind.action(),
+        "action": action,
         "_id": id,
         "body": source,
         "force": args.force,
@@ -650,6 +727,175 @@ fn write_request(
         "dryRun": dry_run,
         "refresh": "wait_for",
     })
+}
+
+/// The keys `createUser` and `updateUser` ignore in a user's content.
+const USER_RESERVED: [&str; 3] = ["_id", "_version", "_kuzzle_info"];
+
+/// A user of the file as `createUser` stores it: `profileIds` first, then the other keys in file
+/// order, without the reserved ones.
+fn user_as_created(source: &Map<String, Value>) -> Map<String, Value> {
+    let mut out = Map::new();
+    out.insert(
+        "profileIds".into(),
+        source.get("profileIds").cloned().unwrap_or(Value::Null),
+    );
+    for (k, v) in source {
+        if k != "profileIds" && !USER_RESERVED.contains(&k.as_str()) {
+            out.insert(k.clone(), v.clone());
+        }
+    }
+    out
+}
+
+/// A stored user as `updateUser` with the file's content as body leaves it (`docs/api/users.md`
+/// §6): each key of the file replaces the stored value in place, a new key is appended, no key is
+/// removed.
+fn user_as_updated(stored: &Map<String, Value>, source: &Map<String, Value>) -> Map<String, Value> {
+    let mut out = stored.clone();
+    for (k, v) in source {
+        if !USER_RESERVED.contains(&k.as_str()) {
+            out.insert(k.clone(), v.clone());
+        }
+    }
+    out
+}
+
+/// Why a user as stored is not the user of the file (`None`: it is).
+fn inexact_user(stored: &Map<String, Value>, wanted: &Map<String, Value>) -> Option<String> {
+    if canonical(stored) == canonical(wanted) {
+        return None;
+    }
+    let extra: Vec<String> = stored
+        .keys()
+        .filter(|k| !wanted.contains_key(*k))
+        .map(|k| Value::String(k.clone()).to_string())
+        .collect();
+    Some(if extra.is_empty() {
+        "not exactly as in the file: its keys are in another order, which updateUser cannot change"
+            .to_owned()
+    } else {
+        format!(
+            "not exactly as in the file: updateUser cannot remove its key(s) {}",
+            extra.join(", ")
+        )
+    })
+}
+
+/// Users, after the roles and profiles: `createUser` (no credentials) for a missing one,
+/// `updateUser` for a different one; neither has `dryRun`, so what they would store is computed
+/// here, and a dry run checks only that the profiles exist (on the server or in the file).
+async fn apply_users(
+    client: &mut Client,
+    model: &Model,
+    users: &[(String, Map<String, Value>)],
+    current: &CurrentModel,
+    args: &ImportArgs,
+    mut stopped: bool,
+    outcomes: &mut Vec<Outcome>,
+) -> Result<(), Failure> {
+    let stored_users = if stopped || users.is_empty() {
+        BTreeMap::new()
+    } else {
+        search_all(client, "searchUsers").await?
+    };
+    // The profiles a user may name once the roles and profiles of the file are applied.
+    let refused: HashSet<&str> = outcomes
+        .iter()
+        .filter(|o| o.kind == Kind::Profile && o.status == Status::Refused)
+        .map(|o| o.id.as_str())
+        .collect();
+    let profiles: HashSet<&str> = current
+        .profiles
+        .keys()
+        .map(String::as_str)
+        .chain(
+            model
+                .profiles
+                .iter()
+                .map(|(id, _)| id.as_str())
+                .filter(|id| !refused.contains(id)),
+        )
+        .collect();
+    for (id, source) in users {
+        if stopped {
+            outcomes.push(Outcome::new(Kind::User, id, Status::Skipped, None));
+            continue;
+        }
+        let wanted = user_as_created(source);
+        let existing = stored_users.get(id);
+        let would_be = match existing {
+            None => wanted.clone(),
+            Some(stored) => user_as_updated(&stored.source, &wanted),
+        };
+        let mut status = compare(existing, &would_be);
+        let mut written = None;
+        if args.dry_run {
+            let missing = wanted["profileIds"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .find(|p| !profiles.contains(p));
+            if let (Some(p), true) = (missing, status != Status::Unchanged) {
+                eprintln!(
+                    "tollgate: user {} refused: profile {} does not exist on the server and is \
+                     not created by this import (security.profile.not_found, checked by tollgate)",
+                    shown(id),
+                    shown(p)
+                );
+                status = Status::Refused;
+            }
+        } else if status != Status::Unchanged {
+            let request = if existing.is_none() {
+                json!({
+                    "controller": "security",
+                    "action": "createUser",
+                    "_id": id,
+                    "body": {"content": source},
+                    "refresh": "wait_for",
+                })
+            } else {
+                json!({
+                    "controller": "security",
+                    "action": "updateUser",
+                    "_id": id,
+                    "body": source,
+                    "allowLockout": args.allow_lockout,
+                    "refresh": "wait_for",
+                })
+            };
+            match client.call(request).await {
+                Ok(result) => {
+                    let mut answered = result["_source"].as_object().cloned().unwrap_or_default();
+                    answered.remove("_kuzzle_info");
+                    written = Some(answered);
+                }
+                Err(CallError::Api(e)) => {
+                    report_refusal(Kind::User, id, &e);
+                    stopped = true;
+                    status = Status::Refused;
+                }
+                Err(CallError::Transport(e)) => {
+                    return Err(Failure::new(
+                        EX_UNAVAILABLE,
+                        format!(
+                            "user {}: {e} (the change may or may not have been written)",
+                            shown(id)
+                        ),
+                    ));
+                }
+            }
+        }
+        let mut outcome = Outcome::new(Kind::User, id, status.clone(), None);
+        if status != Status::Refused {
+            // What the server answered, or, without a write, what it stores or would store.
+            outcome.note = inexact_user(written.as_ref().unwrap_or(&would_be), &wanted);
+            outcome.inexact = outcome.note.is_some();
+        }
+        outcomes.push(outcome);
+    }
+    Ok(())
 }
 
 fn report_refusal(kind: Kind, id: &str, e: &ApiError) {
@@ -932,11 +1178,19 @@ mod tests {
         assert_eq!(m.roles.len(), 1);
         let ids: Vec<&str> = m.profiles.iter().map(|(id, _)| id.as_str()).collect();
         assert_eq!(ids, ["b", "a"], "file order is kept");
-        assert!(parse_model(r#"{"roles":{}}"#).is_ok());
+        assert!(parse_model(r#"{"roles":{}}"#).is_ok_and(|m| m.users.is_none()));
+        let m = parse_model(r#"{"users":{"u":{"profileIds":["a","b"],"x":1}}}"#)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(m.users.map(|u| u.len()), Some(1));
         for bad in [
             "[]",
             "{",
-            r#"{"users":{}}"#,
+            r#"{"users":[]}"#,
+            r#"{"users":{"u":{}}}"#,
+            r#"{"users":{"u":{"profileIds":[]}}}"#,
+            r#"{"users":{"u":{"profileIds":"admin"}}}"#,
+            r#"{"users":{"u":{"profileIds":[1]}}}"#,
+            r#"{"users":{"-1":{"profileIds":["anonymous"]}}}"#,
             r#"{"role":{}}"#,
             r#"{"roles":[]}"#,
             r#"{"roles":{"r":1}}"#,
@@ -966,5 +1220,37 @@ mod tests {
         assert_eq!(compare(Some(&stored), &same), Status::Unchanged);
         assert_eq!(compare(Some(&stored), &reordered), Status::Replaced);
         assert_eq!(compare(None, &same), Status::Created);
+    }
+
+    fn obj(v: Value) -> Map<String, Value> {
+        v.as_object().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn users_are_merged_as_update_user_does() {
+        let file = obj(json!({"name":"B","profileIds":["p"],"_kuzzle_info":{},"age":3}));
+        let wanted = user_as_created(&file);
+        assert_eq!(
+            Value::Object(wanted.clone()).to_string(),
+            r#"{"profileIds":["p"],"name":"B","age":3}"#
+        );
+        // Values replaced in place, new keys appended, no key removed.
+        let stored = obj(json!({"profileIds":["q"],"old":true,"name":"A"}));
+        let merged = user_as_updated(&stored, &wanted);
+        assert_eq!(
+            Value::Object(merged.clone()).to_string(),
+            r#"{"profileIds":["p"],"old":true,"name":"B","age":3}"#
+        );
+        let note = inexact_user(&merged, &wanted).unwrap_or_default();
+        assert!(note.contains(r#"key(s) "old""#), "{note}");
+        let reordered = obj(json!({"profileIds":["p"],"age":3,"name":"B"}));
+        let note = inexact_user(&user_as_updated(&reordered, &wanted), &wanted).unwrap_or_default();
+        assert!(note.contains("another order"), "{note}");
+        let same = obj(json!({"profileIds":["q"],"name":"A"}));
+        let update = obj(json!({"profileIds":["p"],"name":"B","age":3}));
+        assert_eq!(
+            inexact_user(&user_as_updated(&same, &update), &update),
+            None
+        );
     }
 }
