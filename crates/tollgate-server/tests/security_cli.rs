@@ -129,10 +129,25 @@ impl Srv {
             .to_owned()
     }
 
-    /// `kind:id` → `_version` of every role and profile.
+    /// A user's `_source` without `_kuzzle_info` (compact JSON), or `None` when it does not exist.
+    fn user(&self, token: &str, id: &str) -> Option<String> {
+        let envelope = self.query(
+            Some(token),
+            json!({"controller":"security","action":"getUser","_id":id}),
+        );
+        let mut source = envelope["result"]["_source"].as_object()?.clone();
+        source.remove("_kuzzle_info");
+        Some(Value::Object(source).to_string())
+    }
+
+    /// `kind:id` → `_version` of every role, profile and user.
     fn versions(&self, token: &str) -> BTreeMap<String, u64> {
         let mut all = BTreeMap::new();
-        for (kind, action) in [("role", "searchRoles"), ("profile", "searchProfiles")] {
+        for (kind, action) in [
+            ("role", "searchRoles"),
+            ("profile", "searchProfiles"),
+            ("user", "searchUsers"),
+        ] {
             let result = self.ok(
                 Some(token),
                 json!({"controller":"security","action":action,"size":100}),
@@ -194,7 +209,8 @@ fn export(srv: &Srv, token: &str) -> String {
 }
 
 /// The model of the first server: roles with extra keys and a non-native controller (stored with
-/// `force`), profiles with `restrictedTo` and `rateLimit`, a built-in profile changed.
+/// `force`), profiles with `restrictedTo` and `rateLimit`, a built-in profile changed, users with
+/// several profiles and extra content (one with credentials).
 fn seed(srv: &Srv, token: &str) {
     for collection in ["bus", "taxi"] {
         srv.ok(
@@ -209,6 +225,9 @@ fn seed(srv: &Srv, token: &str) {
         json!({"action":"createProfile","_id":"editors","body":{"policies":[{"roleId":"editor","restrictedTo":[{"index":"nyc","collections":["taxi","bus"]}]},{"roleId":"viewer"}],"rateLimit":10,"tags":["staff"]}}),
         json!({"action":"createProfile","_id":"auditors","body":{"policies":[{"roleId":"viewer","restrictedTo":[{"index":"nyc"}]},{"roleId":"plugin"}],"rateLimit":3}}),
         json!({"action":"createOrReplaceProfile","_id":"default","body":{"policies":[{"roleId":"default"}],"rateLimit":5,"level":2}}),
+        json!({"action":"createUser","_id":"alice","body":{"content":{"profileIds":["editors","auditors"],"name":"Alice","address":{"zip":"69001","city":"Lyon"},"tags":["b","a"]}}}),
+        json!({"action":"createUser","_id":"bob","body":{"content":{"profileIds":["default","editors"],"team":null,"level":3},"credentials":{"local":{"username":"bob","password":"bob-pw-9f2e"}}}}),
+        json!({"action":"createUser","_id":"carol","body":{"content":{"profileIds":["auditors"],"name":"Çarol"}}}),
     ];
     for mut write in writes {
         write["controller"] = json!("security");
@@ -243,7 +262,14 @@ fn export_import_round_trip_is_exact_and_a_second_import_writes_nothing() {
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(err, "", "nothing on stderr");
     assert_eq!(export(&a, &ta), exported, "two exports are byte-identical");
-    for secret in [PASSWORD, "kauth-", "_kuzzle_info", "_version"] {
+    for secret in [
+        PASSWORD,
+        "bob-pw-9f2e",
+        "kauth-",
+        "_kuzzle_info",
+        "_version",
+        "$argon2",
+    ] {
         assert!(!exported.contains(secret), "export holds {secret}");
     }
     let doc: Value = serde_json::from_str(&exported).unwrap_or_else(|e| panic!("{e}: {exported}"));
@@ -271,6 +297,15 @@ fn export_import_round_trip_is_exact_and_a_second_import_writes_nothing() {
     assert_eq!(
         doc["profiles"]["editors"].to_string(),
         r#"{"policies":[{"roleId":"editor","restrictedTo":[{"index":"nyc","collections":["taxi","bus"]}]},{"roleId":"viewer"}],"rateLimit":10,"tags":["staff"]}"#
+    );
+    assert_eq!(ids("users"), ["admin", "alice", "bob", "carol"]);
+    assert_eq!(
+        doc["users"]["alice"].to_string(),
+        r#"{"profileIds":["editors","auditors"],"name":"Alice","address":{"zip":"69001","city":"Lyon"},"tags":["b","a"]}"#
+    );
+    assert_eq!(
+        doc["users"]["bob"].to_string(),
+        r#"{"profileIds":["default","editors"],"team":null,"level":3}"#
     );
     assert_eq!(
         doc["roles"]["editor"].to_string(),
@@ -325,6 +360,7 @@ fn export_import_round_trip_is_exact_and_a_second_import_writes_nothing() {
     assert_eq!(
         dry,
         "dry run: nothing was written\n\
+         dry run: users are not validated by the server, only their profiles are checked\n\
          role admin: unchanged\n\
          role anonymous: unchanged\n\
          role default: unchanged\n\
@@ -336,8 +372,13 @@ fn export_import_round_trip_is_exact_and_a_second_import_writes_nothing() {
          profile auditors: created (not validated: it names role viewer, which this import creates)\n\
          profile default: replaced\n\
          profile editors: created (not validated: it names role editor, which this import creates)\n\
+         user admin: unchanged\n\
+         user alice: created\n\
+         user bob: created\n\
+         user carol: created\n\
          roles: 3 created, 0 replaced, 3 unchanged\n\
-         profiles: 2 created, 1 replaced, 2 unchanged\n"
+         profiles: 2 created, 1 replaced, 2 unchanged\n\
+         users: 3 created, 0 replaced, 1 unchanged\n"
     );
     assert_eq!(b.versions(&tb), versions, "a dry run writes nothing");
     assert_eq!(export(&b, &tb), untouched);
@@ -373,8 +414,13 @@ fn export_import_round_trip_is_exact_and_a_second_import_writes_nothing() {
          profile auditors: created\n\
          profile default: replaced\n\
          profile editors: created\n\
+         user admin: unchanged\n\
+         user alice: created\n\
+         user bob: created\n\
+         user carol: created\n\
          roles: 3 created, 0 replaced, 3 unchanged\n\
-         profiles: 2 created, 1 replaced, 2 unchanged\n"
+         profiles: 2 created, 1 replaced, 2 unchanged\n\
+         users: 3 created, 0 replaced, 1 unchanged\n"
     );
     assert!(!out.contains(PASSWORD) && !err.contains(PASSWORD));
     let after = b.versions(&tb);
@@ -384,6 +430,15 @@ fn export_import_round_trip_is_exact_and_a_second_import_writes_nothing() {
     );
     assert_eq!(after["profile:default"], versions["profile:default"] + 1);
     assert_eq!(after["role:editor"], 1);
+    assert_eq!(after["user:admin"], versions["user:admin"]);
+    assert_eq!(after["user:alice"], 1);
+    // No credentials are copied: bob exists on the target but cannot log in.
+    let login = b.query(
+        None,
+        json!({"controller":"auth","action":"login","strategy":"local",
+               "body":{"username":"bob","password":"bob-pw-9f2e"}}),
+    );
+    assert_eq!(login["status"], 401, "{login}");
 
     // The round trip is exact.
     assert_eq!(export(&b, &tb), exported, "export → import → export");
@@ -397,11 +452,12 @@ fn export_import_round_trip_is_exact_and_a_second_import_writes_nothing() {
     assert_eq!(code, Some(0), "{err}");
     assert!(
         out.ends_with(
-            "roles: 0 created, 0 replaced, 6 unchanged\nprofiles: 0 created, 0 replaced, 5 unchanged\n"
+            "roles: 0 created, 0 replaced, 6 unchanged\nprofiles: 0 created, 0 replaced, 5 unchanged\n\
+             users: 0 created, 0 replaced, 4 unchanged\n"
         ),
         "{out}"
     );
-    assert_eq!(out.matches(": unchanged\n").count(), 11, "{out}");
+    assert_eq!(out.matches(": unchanged\n").count(), 15, "{out}");
     assert_eq!(b.versions(&tb), after, "the second import writes nothing");
 }
 
@@ -529,9 +585,146 @@ fn bad_credentials_and_unreachable_servers_exit_non_zero() {
     let (code, _, err) = run(
         &["security", "import", "--url", &url, "--token", &token],
         &[],
-        r#"{"users":{}}"#,
+        r#"{"users":{"u":{"name":"x"}}}"#,
     );
     assert_eq!(code, Some(65), "{err}");
-    assert!(err.contains("\"users\" cannot be imported"), "{err}");
+    assert!(
+        err.contains("users.u has no profileIds (a non-empty array of profile ids)"),
+        "{err}"
+    );
     assert_eq!(srv.versions(&token), versions, "nothing written");
+}
+
+/// Users: a profile missing on the target (checked by the tool in a dry run, refused by the server
+/// in a real import), a stored key the file lacks (updateUser cannot remove it: said in the
+/// summary), a profile change the lock-out guard refuses, and `--no-users` on both commands.
+#[test]
+fn users_refused_inexact_locked_out_and_left_out() {
+    let srv = Srv::start(None);
+    let token = srv.secure();
+    let url = srv.url();
+    srv.ok(
+        Some(&token),
+        json!({"controller":"security","action":"createUser","_id":"dave",
+               "body":{"content":{"profileIds":["default"],"legacy":1,"name":"D"}}}),
+    );
+    let model = r#"{"users":{"dave":{"profileIds":["default"],"name":"Dave"},"erin":{"profileIds":["default","ghost"],"name":"E"},"frank":{"profileIds":["default"]}}}"#;
+    let versions = srv.versions(&token);
+
+    // A dry run: erin refused by the tool's own check, the rest predicted; nothing written.
+    let (code, out, err) = run(
+        &["security", "import", "--url", &url, "--dry-run"],
+        &[("TOLLGATE_TOKEN", &token)],
+        model,
+    );
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert_eq!(
+        out,
+        "dry run: nothing was written\n\
+         dry run: users are not validated by the server, only their profiles are checked\n\
+         user dave: replaced (not exactly as in the file: updateUser cannot remove its key(s) \"legacy\")\n\
+         user erin: refused\n\
+         user frank: created\n\
+         roles: 0 created, 0 replaced, 0 unchanged\n\
+         profiles: 0 created, 0 replaced, 0 unchanged\n\
+         users: 1 created, 1 replaced, 0 unchanged, 1 refused, 1 not exactly as in the file\n"
+    );
+    assert!(
+        err.contains("tollgate: user erin refused: profile ghost does not exist on the server"),
+        "{err}"
+    );
+    assert_eq!(srv.versions(&token), versions, "a dry run writes nothing");
+
+    // The import: dave updated (legacy kept), erin refused by the server, frank skipped.
+    let (code, out, err) = run(
+        &["security", "import", "--url", &url],
+        &[("TOLLGATE_TOKEN", &token)],
+        model,
+    );
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(
+        err.contains(
+            "tollgate: user erin refused: security.profile.not_found (404): Profile \"ghost\" not found."
+        ),
+        "{err}"
+    );
+    assert!(
+        out.ends_with(
+            "user dave: replaced (not exactly as in the file: updateUser cannot remove its key(s) \"legacy\")\n\
+             user erin: refused\n\
+             user frank: skipped\n\
+             roles: 0 created, 0 replaced, 0 unchanged\n\
+             profiles: 0 created, 0 replaced, 0 unchanged\n\
+             users: 0 created, 1 replaced, 0 unchanged, 1 refused, 1 skipped, 1 not exactly as in the file\n"
+        ),
+        "{out}"
+    );
+    assert_eq!(
+        srv.user(&token, "dave").as_deref(),
+        Some(r#"{"profileIds":["default"],"legacy":1,"name":"Dave"}"#)
+    );
+    assert_eq!(srv.user(&token, "erin"), None);
+    assert_eq!(srv.user(&token, "frank"), None);
+    let after = srv.versions(&token);
+    assert_eq!(after["user:dave"], versions["user:dave"] + 1);
+
+    // Again without erin: dave is not written again (the merge would change nothing).
+    let (code, out, err) = run(
+        &["security", "import", "--url", &url],
+        &[("TOLLGATE_TOKEN", &token)],
+        r#"{"users":{"dave":{"profileIds":["default"],"name":"Dave"},"frank":{"profileIds":["default"]}}}"#,
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.starts_with("user dave: unchanged (not exactly as in the file"),
+        "{out}"
+    );
+    assert!(out.contains("user frank: created\n"), "{out}");
+    assert_eq!(srv.versions(&token)["user:dave"], after["user:dave"]);
+
+    // --no-users: the file's users are ignored; the export has no "users".
+    let (code, out, err) = run(
+        &["security", "import", "--url", &url, "--no-users"],
+        &[("TOLLGATE_TOKEN", &token)],
+        r#"{"users":{"gina":{"profileIds":["default"]}}}"#,
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!out.contains("user"), "{out}");
+    assert_eq!(srv.user(&token, "gina"), None);
+    let (code, out, err) = run(
+        &["security", "export", "--url", &url, "--no-users"],
+        &[("TOLLGATE_TOKEN", &token)],
+        "",
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let doc: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert!(
+        doc.get("users").is_none() && doc.get("roles").is_some(),
+        "{out}"
+    );
+
+    // The only admin loses its profile: the lock-out guard refuses; --allow-lockout passes.
+    let demote = r#"{"users":{"admin":{"profileIds":["default"]}}}"#;
+    let (code, out, err) = run(
+        &["security", "import", "--url", &url],
+        &[("TOLLGATE_TOKEN", &token)],
+        demote,
+    );
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(
+        err.contains("tollgate: user admin refused: security.rights.lockout (412)")
+            && err.contains("[--allow-lockout makes the change anyway]"),
+        "{err}"
+    );
+    assert_eq!(
+        srv.user(&token, "admin").as_deref(),
+        Some(r#"{"profileIds":["admin"]}"#)
+    );
+    let (code, out, err) = run(
+        &["security", "import", "--url", &url, "--allow-lockout"],
+        &[("TOLLGATE_TOKEN", &token)],
+        demote,
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.starts_with("user admin: replaced\n"), "{out}");
 }
