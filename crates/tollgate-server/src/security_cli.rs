@@ -306,8 +306,9 @@ async fn search_all(
                 return Err(Failure::new(
                     EX_REFUSED,
                     format!(
-                        "security:{action}: {e} [the server lists at most {from} of them page by \
-                         page; see docs/operations.md]"
+                        "security:{action}: {e} [more documents than the server serves page by \
+                         page (from + size at most 10000 by default): none exported, after {from}; \
+                         see docs/operations.md §1.2]"
                     ),
                 ));
             }
