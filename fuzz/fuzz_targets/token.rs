@@ -42,8 +42,9 @@ fn check_verify(token: &str, now: u64) -> Result<Claims, TokenError> {
             "accepted an expired token"
         );
     }
-    let id = tokens::token_id(token);
-    assert_eq!(id.len(), 64);
+    let id = tokens::token_id("k", token);
+    assert_eq!(id.len(), 66);
+    assert!(id.starts_with(&tokens::user_tokens_prefix("k")));
     result
 }
 

@@ -167,7 +167,7 @@ fn build_fixture() -> Fixture {
         if let Err(e) = store.commit(ops).await {
             panic!("fuzz fixture: fixtures: {e}");
         }
-        let cache = match SecurityCache::start(Arc::clone(&store)).await {
+        let cache = match SecurityCache::start(Arc::clone(&store), Default::default()).await {
             Ok(c) => c,
             Err(e) => panic!("fuzz fixture: cache: {e}"),
         };
