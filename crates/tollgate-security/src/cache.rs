@@ -175,17 +175,7 @@ pub struct CachedUser {
 
 impl CachedUser {
     fn from_doc(doc: &Doc) -> Self {
-        let profiles: Vec<String> = doc
-            .body
-            .get("profileIds")
-            .and_then(Value::as_array)
-            .map(|ids| {
-                ids.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default();
+        let profiles = crate::profile_ids_of(doc);
         Self {
             doc: Arc::new(doc.clone()),
             profile_ids: Arc::from(profiles),

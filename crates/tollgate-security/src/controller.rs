@@ -332,95 +332,21 @@ fn mget_ids(req: &Request, limit: u64) -> Result<Vec<String>, KuzzleError> {
     Ok(ids)
 }
 
-/// Arguments of searchAuditLog: `from`, `size`, `lang`, no `scroll`, and a body of at most a
-/// `query` that is `{}` or `{"match_all":{}}`. Returns (from, size).
+/// `from` and `size` of searchAuditLog: non-negative; `size` at most `limit`, by default the smaller
+/// of it and 10,000.
 fn audit_search_args(req: &Request, limit: u64) -> Result<(usize, usize), KuzzleError> {
-    let filter = "";
-    let from = match req.integer("from")? {
-        None => 0,
-        Some(n) if n >= 0 => n,
-        Some(_) => {
-            return Err(KuzzleError::invalid_argument(
-                "from",
-                "positive integer, or zero",
-            ));
-        }
+    let from = crate::search::non_negative(req, "from")?.unwrap_or(0);
+    let size = match crate::search::non_negative(req, "size")? {
+        Some(n) => u64::try_from(n).unwrap_or(u64::MAX),
+        None => limit.min(10_000),
     };
-    let size = match req.integer("size")? {
-        None => i64::try_from(limit.min(10_000)).unwrap_or(10_000),
-        Some(n) if n >= 0 => n,
-        Some(_) => {
-            return Err(KuzzleError::invalid_argument(
-                "size",
-                "positive integer, or zero",
-            ));
-        }
-    };
-    if size as u64 > limit {
+    if size > limit {
         return Err(KuzzleError::plain(&SERVICES_STORAGE_GET_LIMIT_EXCEEDED));
     }
-    if let Some(lang) = req.string("lang")?
-        && lang != "elasticsearch"
-        && lang != "koncorde"
-    {
-        return Err(KuzzleError::invalid_argument(
-            "lang",
-            r#""elasticsearch" or "koncorde""#,
-        ));
-    }
-    if req.arg("scroll").is_some() {
-        return Err(KuzzleError::unexpected_argument(
-            "scroll",
-            &["from", "size", "lang"],
-        ));
-    }
-    let mut names = Vec::new();
-    let mut has_query = false;
-    if let Some(body) = &req.body {
-        if let Some(key) = body.keys().find(|k| *k != filter && *k != "query") {
-            return Err(KuzzleError::unexpected_argument(
-                format!("body.{key}"),
-                &[filter, "query"],
-            ));
-        }
-        match body.get(filter) {
-            None => {}
-            Some(Value::Array(items)) => {
-                names = items
-                    .iter()
-                    .map(|v| v.as_str().map(str::to_owned))
-                    .collect::<Option<Vec<_>>>()
-                    .ok_or_else(|| {
-                        KuzzleError::invalid_type(format!("body.{filter}"), "string[]")
-                    })?;
-            }
-            Some(_) => {
-                return Err(KuzzleError::invalid_type(
-                    format!("body.{filter}"),
-                    "string[]",
-                ));
-            }
-        }
-        match body.get("query") {
-            None => {}
-            Some(q) if *q == json!({}) || *q == json!({"match_all": {}}) => has_query = true,
-            Some(_) => {
-                return Err(KuzzleError::invalid_argument(
-                    "body.query",
-                    r#"an empty object or {"match_all":{}}"#,
-                ));
-            }
-        }
-    }
-    if has_query && !names.is_empty() {
-        return Err(KuzzleError::new(
-            &tollgate_protocol::errors::API_ASSERT_MUTUALLY_EXCLUSIVE,
-            vec![json!(format!("body.{filter}")), json!("body.query")],
-        ));
-    }
-    let from = usize::try_from(from).unwrap_or(usize::MAX);
-    let size = usize::try_from(size).unwrap_or(usize::MAX);
-    Ok((from, size))
+    Ok((
+        usize::try_from(from).unwrap_or(usize::MAX),
+        usize::try_from(size).unwrap_or(usize::MAX),
+    ))
 }
 
 impl SecurityController {

@@ -41,7 +41,7 @@ pub(crate) struct Search {
     pub names: Vec<String>,
 }
 
-fn non_negative(req: &Request, name: &str) -> Result<Option<i64>, KuzzleError> {
+pub(crate) fn non_negative(req: &Request, name: &str) -> Result<Option<i64>, KuzzleError> {
     match req.integer(name)? {
         Some(n) if n < 0 => Err(KuzzleError::invalid_argument(
             name,
