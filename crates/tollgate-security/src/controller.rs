@@ -175,27 +175,27 @@ impl SecurityController {
     /// `security:searchAuditLog`: the audit records (oldest first) matching every filter given:
     /// `kind`, `target`, `author` (strings), `since`/`until` (epoch ms, inclusive); `from`/`size`.
     async fn search_audit_log(&self, req: &Request) -> Result<Value, KuzzleError> {
-        let (from, size) = audit_search_args(req, self.config.documents_fetch_count)?;
+        // `from`, `size`, `lang`, no `scroll`, and `body.query` / `body.sort` as every search.
+        let search = self.search_request(
+            req,
+            &crate::search::SearchSpec {
+                filter: None,
+                scroll: false,
+            },
+        )?;
         let kind = req.string("kind")?.map(str::to_owned);
         let target = req.string("target")?.map(str::to_owned);
         let author = req.string("author")?.map(str::to_owned);
-        let bound = |name: &str| -> Result<Option<u64>, KuzzleError> {
-            match req.integer(name)? {
-                None => Ok(None),
-                Some(n) => u64::try_from(n)
-                    .map(Some)
-                    .map_err(|_| KuzzleError::invalid_argument(name, "positive integer, or zero")),
-            }
-        };
-        let (since, until) = (bound("since")?, bound("until")?);
+        let since = crate::search::non_negative(req, "since")?;
+        let until = crate::search::non_negative(req, "until")?;
         let field = |doc: &Doc, name: &str| {
             doc.body
                 .get(name)
                 .and_then(Value::as_str)
                 .map(str::to_owned)
         };
-        let hits = audit::records(self.store.as_ref(), |doc| {
-            let at = doc.body.get("at").and_then(Value::as_u64).unwrap_or(0);
+        let mut hits = audit::records(self.store.as_ref(), |doc| {
+            let at = doc.body.get("at").and_then(Value::as_i64).unwrap_or(0);
             kind.as_ref()
                 .is_none_or(|k| field(doc, "kind").as_ref() == Some(k))
                 && target
@@ -206,14 +206,21 @@ impl SecurityController {
                     .is_none_or(|a| field(doc, "author").as_ref() == Some(a))
                 && since.is_none_or(|s| at >= s)
                 && until.is_none_or(|u| at <= u)
+                && search.query.matches(&doc.id, &doc.body)
         })
         .await
         .map_err(store_error)?;
+        // Oldest first (record ids are in time order) unless a sort is given.
+        if !search.sort.is_empty() {
+            hits.sort_by(|a, b| {
+                crate::query::compare(&search.sort, (&a.id, &a.body), (&b.id, &b.body))
+            });
+        }
         let total = hits.len();
         let hits: Vec<Value> = hits
             .into_iter()
-            .skip(from)
-            .take(size)
+            .skip(search.from)
+            .take(search.size)
             .map(|d| json!({"_id": d.id, "_source": d.body}))
             .collect();
         Ok(json!({"hits": hits, "total": total}))
@@ -330,23 +337,6 @@ fn mget_ids(req: &Request, limit: u64) -> Result<Vec<String>, KuzzleError> {
         return Err(KuzzleError::plain(&SERVICES_STORAGE_GET_LIMIT_EXCEEDED));
     }
     Ok(ids)
-}
-
-/// `from` and `size` of searchAuditLog: non-negative; `size` at most `limit`, by default the smaller
-/// of it and 10,000.
-fn audit_search_args(req: &Request, limit: u64) -> Result<(usize, usize), KuzzleError> {
-    let from = crate::search::non_negative(req, "from")?.unwrap_or(0);
-    let size = match crate::search::non_negative(req, "size")? {
-        Some(n) => u64::try_from(n).unwrap_or(u64::MAX),
-        None => limit.min(10_000),
-    };
-    if size > limit {
-        return Err(KuzzleError::plain(&SERVICES_STORAGE_GET_LIMIT_EXCEEDED));
-    }
-    Ok((
-        usize::try_from(from).unwrap_or(usize::MAX),
-        usize::try_from(size).unwrap_or(usize::MAX),
-    ))
 }
 
 impl SecurityController {
@@ -1088,8 +1078,9 @@ impl Controller for SecurityController {
             .arg("from", COUNT, from)
             .arg("size", COUNT, size)
             .arg("lang", OneOf(&["elasticsearch", "koncorde"]), lang)
-            .body(false, "Optional: {query: {}}.")
-            .field("query", Object, "{} or {\"match_all\":{}}"),
+            .body(false, "Optional: query and sort, as in every search.")
+            .field("query", Object, query)
+            .field("sort", Any, sort),
             ActionDef::new(
                 "getProfileHistory",
                 &[route("GET", "/profiles/:_id/_history")],

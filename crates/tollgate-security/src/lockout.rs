@@ -81,6 +81,8 @@ pub(crate) async fn guard(
     // The profiles that administer now and that the change may take it from.
     let mut touched: Vec<String> = Vec::new();
     let mut users_losing = false;
+    // Each changed user's profiles before the change, read once.
+    let mut old_profiles: Vec<Vec<String>> = Vec::new();
     for change in changes {
         match *change {
             Planned::Definition { kind, id, .. } if kind == PROFILE => {
@@ -108,6 +110,7 @@ pub(crate) async fn guard(
                     .map(|u| u.profile_ids.to_vec())
                     .unwrap_or_default();
                 users_losing |= old.iter().any(|p| administers(&before, p));
+                old_profiles.push(old);
             }
         }
     }
@@ -130,18 +133,14 @@ pub(crate) async fn guard(
         return Ok(Vec::new());
     }
     let mut at_risk = touched.iter().any(|id| !administers(&after, id));
-    for change in changes {
-        if let Planned::User { id, profile_ids } = *change {
-            let old = cache
-                .user(id)
-                .await
-                .map_err(store_error)?
-                .map(|u| u.profile_ids.to_vec())
-                .unwrap_or_default();
-            let was = old.iter().any(|p| administers(&before, p));
-            let keeps = profile_ids.is_some_and(|ids| ids.iter().any(|p| administers(&after, p)));
-            at_risk |= was && !keeps;
-        }
+    let users = changes.iter().filter_map(|c| match *c {
+        Planned::User { profile_ids, .. } => Some(profile_ids),
+        Planned::Definition { .. } => None,
+    });
+    for (profile_ids, old) in users.zip(&old_profiles) {
+        let was = old.iter().any(|p| administers(&before, p));
+        let keeps = profile_ids.is_some_and(|ids| ids.iter().any(|p| administers(&after, p)));
+        at_risk |= was && !keeps;
     }
     if !at_risk {
         return Ok(Vec::new());

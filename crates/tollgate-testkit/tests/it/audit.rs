@@ -230,6 +230,38 @@ async fn every_write_is_recorded_once_with_its_author_and_diff() {
     .await;
     assert_eq!(by_root.len(), 2);
     assert_eq!(by_root[0]["versionAfter"], 2);
+    // The body takes a query and a sort, as every search does; the other arguments are checked alike.
+    let deletes = records(
+        &mut c,
+        &jwt,
+        json!({"body":{"query":{"term":{"action":"security:deleteProfile"}}}}),
+    )
+    .await;
+    assert_eq!(deletes.len(), 1);
+    assert_eq!(deletes[0]["target"], "p");
+    let newest = records(
+        &mut c,
+        &jwt,
+        json!({"kind":"profile","target":"p","size":1,"body":{"sort":[{"versionBefore":"desc"}]}}),
+    )
+    .await;
+    assert_eq!(newest[0]["versionBefore"], 3);
+    for (args, id) in [
+        (json!({"lang":"sql"}), "api.assert.invalid_argument"),
+        (json!({"scroll":"10s"}), "api.assert.unexpected_argument"),
+        (json!({"since":-1}), "api.assert.invalid_argument"),
+        (
+            json!({"body":{"roles":["admin"]}}),
+            "api.assert.unexpected_argument",
+        ),
+        (
+            json!({"body":{"query":{"range":{"at":{"gt":0}}}}}),
+            "api.assert.invalid_argument",
+        ),
+    ] {
+        let r = call(&mut c, &jwt, "security", "searchAuditLog", args.clone()).await;
+        assert_eq!(r["error"]["id"], id, "{args}: {r}");
+    }
 
     // Only with its rights: a user of the default profile is refused.
     let u = login(&s, "u").await;
