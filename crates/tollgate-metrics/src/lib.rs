@@ -5,7 +5,6 @@
 //! Label values come from bounded sets only: the controller:action pairs the router serves (any other
 //! name counts as `unknown`), the protocols, the HTTP statuses and the error ids of the registry.
 
-use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
@@ -46,8 +45,24 @@ struct ProtocolLabels {
     protocol: &'static str,
 }
 
-/// controller → action → the interned label values.
-type Names = HashMap<String, HashMap<String, (&'static str, &'static str)>>;
+/// The handles of one served action, per protocol, made on its first answer: the hot path then
+/// counts with atomic operations on them instead of hashing a label set into a family each time.
+#[derive(Default)]
+struct Handles {
+    /// The `status="200"` request counter (the others go through the family).
+    ok: OnceLock<Counter>,
+    latency: OnceLock<Histogram>,
+}
+
+/// One served controller:action, its label values interned once, and its handles (http, websocket).
+struct Slot {
+    controller: &'static str,
+    action: &'static str,
+    handles: [Handles; 2],
+}
+
+/// The served actions, sorted by (controller, action) for a binary search.
+type Names = Vec<Slot>;
 
 type LatencyFamily = Family<LatencyLabels, Histogram, fn() -> Histogram>;
 
@@ -60,6 +75,13 @@ fn protocol(p: Protocol) -> &'static str {
     match p {
         Protocol::Http => "http",
         Protocol::WebSocket => "websocket",
+    }
+}
+
+fn protocol_index(p: Protocol) -> usize {
+    match p {
+        Protocol::Http => 0,
+        Protocol::WebSocket => 1,
     }
 }
 
@@ -111,7 +133,7 @@ pub struct Metrics {
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Metrics")
-            .field("controllers", &self.names.get().map_or(0, HashMap::len))
+            .field("actions", &self.names.get().map_or(0, Vec::len))
             .finish()
     }
 }
@@ -216,15 +238,17 @@ impl Metrics {
     /// The controller:action pairs the router serves (the only ones counted under their names; any
     /// other is `unknown`). Set once, when the router is complete.
     pub fn name_actions(&self, actions: impl IntoIterator<Item = (String, String)>) {
-        let mut names = Names::new();
-        for (c, a) in actions {
-            // Bounded: the router's actions, named once for the life of the process.
-            let interned: (&'static str, &'static str) = (
-                Box::leak(c.clone().into_boxed_str()),
-                Box::leak(a.clone().into_boxed_str()),
-            );
-            names.entry(c).or_default().insert(a, interned);
-        }
+        let mut names: Names = actions
+            .into_iter()
+            .map(|(c, a)| Slot {
+                // Bounded: the router's actions, named once for the life of the process.
+                controller: Box::leak(c.into_boxed_str()),
+                action: Box::leak(a.into_boxed_str()),
+                handles: Default::default(),
+            })
+            .collect();
+        names.sort_by(|x, y| (x.controller, x.action).cmp(&(y.controller, y.action)));
+        names.dedup_by(|x, y| (x.controller, x.action) == (y.controller, y.action));
         let _ = self.names.set(names);
     }
 
@@ -237,35 +261,54 @@ impl Metrics {
         out
     }
 
-    fn names(&self, controller: &str, action: &str) -> (&'static str, &'static str) {
-        self.names
-            .get()
-            .and_then(|names| names.get(controller))
-            .and_then(|actions| actions.get(action))
-            .copied()
-            .unwrap_or(("unknown", "unknown"))
+    fn slot(&self, controller: &str, action: &str) -> Option<&Slot> {
+        let names = self.names.get()?;
+        names
+            .binary_search_by(|slot| (slot.controller, slot.action).cmp(&(controller, action)))
+            .ok()
+            .and_then(|at| names.get(at))
     }
 }
 
 impl Observer for Metrics {
     fn answered(&self, answer: &Answered<'_>) {
-        let (controller, action) = self.names(answer.controller, answer.action);
+        let slot = self.slot(answer.controller, answer.action);
+        let (controller, action) =
+            slot.map_or(("unknown", "unknown"), |s| (s.controller, s.action));
         let protocol = protocol(answer.protocol);
-        self.requests
-            .get_or_create(&RequestLabels {
-                controller,
-                action,
-                protocol,
-                status: answer.status,
-            })
-            .inc();
-        self.latency
-            .get_or_create(&LatencyLabels {
-                controller,
-                action,
-                protocol,
-            })
-            .observe(answer.elapsed.as_secs_f64());
+        let handles = slot.map(|s| &s.handles[protocol_index(answer.protocol)]);
+        let requests = |status| {
+            self.requests
+                .get_or_create(&RequestLabels {
+                    controller,
+                    action,
+                    protocol,
+                    status,
+                })
+                .clone()
+        };
+        match handles {
+            Some(h) if answer.status == 200 => {
+                h.ok.get_or_init(|| requests(200)).inc();
+            }
+            _ => {
+                requests(answer.status).inc();
+            }
+        }
+        let latency = || {
+            self.latency
+                .get_or_create(&LatencyLabels {
+                    controller,
+                    action,
+                    protocol,
+                })
+                .clone()
+        };
+        let elapsed = answer.elapsed.as_secs_f64();
+        match handles {
+            Some(h) => h.latency.get_or_init(latency).observe(elapsed),
+            None => latency().observe(elapsed),
+        }
         if let Some(id) = answer.error {
             self.errors.get_or_create(&ErrorLabels { id }).inc();
         }

@@ -42,6 +42,9 @@ async fn counters_move_by_exactly_the_requests_made() {
     let not_found = r#"tollgate_errors_total{id="api.process.action_not_found"}"#;
     let ws_open = r#"tollgate_open_connections{protocol="websocket"}"#;
     let commits = "tollgate_store_commit_duration_seconds_count";
+    let http_now_latency = r#"tollgate_request_duration_seconds_count{controller="server",action="now",protocol="http"}"#;
+    let ws_now_latency = r#"tollgate_request_duration_seconds_count{controller="server",action="now",protocol="websocket"}"#;
+    let missing_profile = r#"tollgate_requests_total{controller="security",action="getProfile",protocol="websocket",status="404"}"#;
     let before = scrape(&s, &[]).await;
     assert_eq!(sample(&before, ws_open), 0.0);
     for _ in 0..3 {
@@ -68,7 +71,22 @@ async fn counters_move_by_exactly_the_requests_made() {
         .call(json!({"controller":"security","action":"createProfile","_id":"m","body":{"policies":[{"roleId":"default"}]}}))
         .await;
     assert_eq!(r["status"], 200, "{r}");
+    let r = c
+        .call(json!({"controller":"security","action":"getProfile","_id":"absent"}))
+        .await;
+    assert_eq!(r["status"], 404, "{r}");
     let after = scrape(&s, &[]).await;
+    for (series, made) in [
+        (http_now_latency, 3.0),
+        (ws_now_latency, 2.0),
+        (missing_profile, 1.0),
+    ] {
+        assert_eq!(
+            sample(&after, series) - sample(&before, series),
+            made,
+            "{series}: {after}"
+        );
+    }
     assert_eq!(
         sample(&after, http_now) - sample(&before, http_now),
         3.0,
