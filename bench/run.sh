@@ -27,6 +27,8 @@
 #                      must be installed). Unset: a throw-away cluster is started with .ci/pg-start and
 #                      stopped at exit. BENCH_PG=0 skips the PostgreSQL scenarios.
 #   BENCH_PROPAGATION_UPDATES  updates per propagation run (A -> B, PostgreSQL)    (1000)
+#   BENCH_SCENARIOS    only these throughput scenarios (space-separated names of section 1), then
+#                      the summary: for A/B checks of one change
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -313,8 +315,9 @@ def cmd_report(results):
     p("")
     p("### Throughput (closed loop) against the ceiling server")
     p("")
-    p("| protocol | scenario | Tollgate msg/s | p99 ms | ceiling msg/s | ceiling p99 ms | Tollgate / ceiling | errors |")
-    p("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    p("| protocol | scenario | Tollgate msg/s | p99 ms | ceiling msg/s | ceiling p99 ms | Tollgate / ceiling | "
+      "server CPU µs / answer | ceiling µs / answer | CPU ratio | errors |")
+    p("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     table = [
         ("ws", "server:now", "ws-now", "ws-now"),
         ("ws", "security:getProfile (anonymous)", "ws-getProfile", "ws-getProfile"),
@@ -331,8 +334,12 @@ def cmd_report(results):
         rate, p99 = med("throughput", sc, "rate"), med("throughput", sc, "p99_ms")
         crate, cp99 = med("throughput", ceil, "rate", "ceiling"), med("throughput", ceil, "p99_ms", "ceiling")
         r = ratio(rate, crate)
+        cpu = med("throughput", sc, "server_cpu_us_per_answer")
+        ccpu = med("throughput", ceil, "server_cpu_us_per_answer", "ceiling")
+        cr = ratio(cpu, ccpu)
         p(f"| {proto} | {name} | {fmt(rate)} | {fmt(p99, 2)} | {fmt(crate)} | {fmt(cp99, 2)} | "
-          f"{'—' if r is None else f'{r:.0%}'} | {errs('throughput', sc) + errs('throughput', ceil, 'ceiling')} |")
+          f"{'—' if r is None else f'{r:.0%}'} | {fmt(cpu, 1)} | {fmt(ccpu, 1)} | {'—' if cr is None else f'{cr:.2f}×'} | "
+          f"{errs('throughput', sc) + errs('throughput', ceil, 'ceiling')} |")
     p("")
     anon, admin, user = (med("throughput", s, "rate") for s in ("ws-getProfile", "ws-getProfile-admin", "ws-getProfile-user"))
     p("### Cost of the security gate (WebSocket security:getProfile)")
@@ -350,6 +357,9 @@ def cmd_report(results):
     p("")
     p(f"With metrics / without: {'—' if metered is None else f'{metered:.1%}'} "
       f"(cost {'—' if metered is None else f'{1 - metered:.1%}'}; target: at most 3%).")
+    cpu_m = ratio(med("throughput", "ws-getProfile-metrics", "server_cpu_us_per_answer"),
+                  med("throughput", "ws-getProfile", "server_cpu_us_per_answer"))
+    p(f"Server CPU per answer, with metrics / without: {'—' if cpu_m is None else f'{cpu_m:.3f}×'}.")
     p("")
     p("### Latency at half the saturation rate (open loop, no coordinated omission)")
     p("")
@@ -587,7 +597,7 @@ stop_server() {
 
 # bench <connections> <tollgate-bench arguments…>
 bench() { local conns=$1; shift; "${CLIENT_PIN[@]}" "$BIN/tollgate-bench" --target "$ADDR" --connections "$conns" \
-    --duration "$DURATION" --warmup "$WARMUP" "$@"; }
+    --duration "$DURATION" --warmup "$WARMUP" ${SERVER_PID:+--pid "$SERVER_PID"} "$@"; }
 
 WS_SETUP='{"controller":"security","action":"createOrReplaceProfile","_id":"bench-{conn}","body":{"policies":[{"roleId":"default"}]}}'
 WS_NOW='{"controller":"server","action":"now"}'
@@ -674,6 +684,10 @@ THROUGHPUT=(
 if [[ -n $PG_URL ]]; then
     THROUGHPUT+=(ws-updateProfile-postgresql ws-updateProfile-postgresql-1 ws-getProfile-postgresql)
 fi
+# BENCH_SCENARIOS="a b …": only these throughput scenarios, then the summary (for A/B checks).
+if [[ -n ${BENCH_SCENARIOS:-} ]]; then
+    read -r -a THROUGHPUT <<<"$BENCH_SCENARIOS"
+fi
 for run in $(seq 1 "$RUNS"); do
     log "throughput, round $run/$RUNS"
     for scenario in "${THROUGHPUT[@]}"; do
@@ -681,6 +695,7 @@ for run in $(seq 1 "$RUNS"); do
     done
 done
 
+if [[ -z ${BENCH_SCENARIOS:-} ]]; then
 # ---------------------------------------------------------------------------------------------------
 # 2. Latency at half the saturation rate (open loop: latency from the scheduled send time).
 # ---------------------------------------------------------------------------------------------------
@@ -791,6 +806,8 @@ if [[ $SOAK != 0 ]]; then
         py record "$RESULTS" kind=soak scenario=soak server=tollgate
     stop_server
 fi
+
+fi # BENCH_SCENARIOS
 
 # ---------------------------------------------------------------------------------------------------
 # Summary.

@@ -69,6 +69,22 @@ struct Args {
     /// A label copied into the JSON line.
     #[arg(long, default_value = "")]
     label: String,
+    /// The server's process id: its CPU time (user + system, every thread) over the measured
+    /// seconds is reported per answer.
+    #[arg(long)]
+    pid: Option<u32>,
+}
+
+/// User + system CPU time of process `pid`, every thread, in seconds (`/proc/<pid>/stat`, in
+/// clock ticks of 1/100 s: Linux's USER_HZ).
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime: fields 14 and 15 of the line, 12 and 13 after the name and state.
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
 }
 
 /// What each connection reports.
@@ -279,6 +295,16 @@ async fn main() {
         end: measure_from + Duration::from_secs_f64(args.duration),
         stop: AtomicBool::new(false),
     });
+    // The server's CPU time at the start and the end of the measured seconds.
+    let cpu = args.pid.map(|pid| {
+        let clock = Arc::clone(&clock);
+        tokio::spawn(async move {
+            tokio::time::sleep_until(clock.measure_from.into()).await;
+            let from = cpu_seconds(pid);
+            tokio::time::sleep_until(clock.end.into()).await;
+            Some(cpu_seconds(pid)? - from?)
+        })
+    });
     let mut tasks = Vec::new();
     for conn in 0..args.connections {
         let (args, clock) = (Arc::clone(&args), Arc::clone(&clock));
@@ -310,13 +336,20 @@ async fn main() {
     }
     let h = &total.histogram;
     let count = total.ok + total.errors;
+    let server_cpu_s = match cpu {
+        Some(task) => task.await.ok().flatten(),
+        None => None,
+    };
+    let cpu_us_per_answer = server_cpu_s
+        .filter(|_| count > 0)
+        .map(|s| s * 1e6 / count as f64);
     let rate = count as f64 / args.duration;
     let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     let _ = writeln!(
         out,
-        "{} {:?} conns={} rate={rate:.0}/s ok={} errors={} failed_connections={failures} p50={:.3}ms p90={:.3}ms p99={:.3}ms p99.9={:.3}ms max={:.3}ms",
+        "{} {:?} conns={} rate={rate:.0}/s ok={} errors={} failed_connections={failures} p50={:.3}ms p90={:.3}ms p99={:.3}ms p99.9={:.3}ms max={:.3}ms server_cpu={}",
         args.label,
         args.protocol,
         args.connections,
@@ -327,6 +360,7 @@ async fn main() {
         ms(0.99),
         ms(0.999),
         h.max() as f64 / 1000.0,
+        cpu_us_per_answer.map_or("-".to_owned(), |us| format!("{us:.1}us/answer")),
     );
     let _ = writeln!(
         out,
@@ -347,6 +381,8 @@ async fn main() {
             "p99_ms": ms(0.99),
             "p999_ms": ms(0.999),
             "max_ms": h.max() as f64 / 1000.0,
+            "server_cpu_s": server_cpu_s,
+            "server_cpu_us_per_answer": cpu_us_per_answer,
         })
     );
 }
