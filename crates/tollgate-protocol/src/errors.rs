@@ -111,6 +111,10 @@ error_table! {
     SECURITY_CREDENTIALS_UNKNOWN_STRATEGY = ("security.credentials.unknown_strategy", 7, 2, 1, 400, "Unknown authentication strategy \"{strategy}\"");
     /// `security.credentials.rejected`
     SECURITY_CREDENTIALS_REJECTED = ("security.credentials.rejected", 7, 2, 3, 400, "Credentials rejected: {reason}");
+    /// `kuzzle-plugin-auth-passport-local.weak-password`: a password shorter than the configured
+    /// minimum. The id, code (`0xff0107`), status and message of Kuzzle's local strategy plugin,
+    /// which raises it for a password its policy refuses (`docs/api/credentials.md`).
+    LOCAL_STRATEGY_WEAK_PASSWORD = ("kuzzle-plugin-auth-passport-local.weak-password", 0, 0xff, 0x0107, 400, "Password is too weak");
     /// `security.rights.unauthorized`
     SECURITY_RIGHTS_UNAUTHORIZED = ("security.rights.unauthorized", 7, 3, 1, 401, "Unauthorized: authentication required to execute the action \"{controller}:{action}\".");
     /// `security.rights.forbidden`
@@ -397,6 +401,11 @@ mod tests {
         ("services.storage.invalid_index_name", 16842793, 400),
         ("services.storage.invalid_collection_name", 16842794, 400),
         ("plugin.strategy.missing_user", 67305492, 401),
+        (
+            "kuzzle-plugin-auth-passport-local.weak-password",
+            16711943,
+            400,
+        ),
         ("core.fatal.unexpected_error", 1, 500),
         ("core.fatal.service_unavailable", 2, 500),
     ];

@@ -49,10 +49,10 @@ impl Default for TokenConfig {
 const REFRESH_ATTEMPTS: usize = 3;
 
 pub struct AuthController {
-    store: Arc<dyn Store>,
-    cache: Arc<SecurityCache>,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) cache: Arc<SecurityCache>,
     secret: Secret,
-    passwords: Passwords,
+    pub(crate) passwords: Passwords,
     tokens: TokenConfig,
     failures: Arc<AuthFailures>,
 }
@@ -472,6 +472,9 @@ impl Controller for AuthController {
                 .field("collection", String, "The collection of the payload.")
                 .field("body", ArgType::Any, "The body of the payload (not read)."),
         ]
+        .into_iter()
+        .chain(crate::credentials::auth_actions())
+        .collect()
     }
 
     async fn call(&self, action: &str, req: &Request, ctx: &Context) -> Result<Value, KuzzleError> {
@@ -483,6 +486,9 @@ impl Controller for AuthController {
             "getCurrentUser" => self.current_user(ctx).await,
             "getMyRights" => self.my_rights(ctx).await,
             "checkRights" => self.check_rights(req, ctx).await,
+            a if crate::credentials::AUTH_ACTIONS.contains(&a) => {
+                self.credentials(a, req, ctx).await
+            }
             other => Err(KuzzleError::internal(format!(
                 "auth:{other} is not routed here"
             ))),

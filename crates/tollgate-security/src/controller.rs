@@ -1165,6 +1165,9 @@ impl Controller for SecurityController {
                 .describe("The rights of a user (-1: the anonymous user).")
                 .required("_id", String, id),
         ]
+        .into_iter()
+        .chain(crate::credentials::security_actions())
+        .collect()
     }
 
     fn cached(
@@ -1217,6 +1220,9 @@ impl Controller for SecurityController {
             "updateUser" => self.update_user(req, ctx).await,
             "deleteUser" => self.delete_user(req).await,
             "getUserRights" => self.user_rights(req).await,
+            a if crate::credentials::SECURITY_ACTIONS.contains(&a) => {
+                self.credentials(a, req, ctx).await
+            }
             other => Err(KuzzleError::internal(format!(
                 "security:{other} is not routed here"
             ))),

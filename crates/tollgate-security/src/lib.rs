@@ -13,6 +13,7 @@ pub mod audit;
 pub mod auth;
 pub mod cache;
 pub mod controller;
+pub mod credentials;
 pub mod dryrun;
 pub mod gate;
 pub mod lockout;

@@ -96,6 +96,8 @@ pub struct Passwords {
     cost: HashCost,
     dummy: Arc<OnceLock<String>>,
     pool: Arc<Pool>,
+    /// Fewest characters a new password may have (`security.password_min_length`).
+    min_length: usize,
 }
 
 impl Passwords {
@@ -104,7 +106,19 @@ impl Passwords {
             cost,
             dummy: Arc::default(),
             pool: Arc::new(Pool::start()),
+            min_length: 1,
         }
+    }
+
+    /// The same, refusing new passwords of fewer than `min_length` characters.
+    pub fn with_min_length(mut self, min_length: usize) -> Self {
+        self.min_length = min_length;
+        self
+    }
+
+    /// Fewest characters a new password may have.
+    pub fn min_length(&self) -> usize {
+        self.min_length
     }
 
     /// The PHC string of `password` with a fresh salt.

@@ -33,11 +33,11 @@ struct FirstAdmin {
 }
 
 /// Largest username and password accepted, in bytes.
-const MAX_USERNAME: usize = 256;
-const MAX_PASSWORD: usize = 1024;
+pub(crate) const MAX_USERNAME: usize = 256;
+pub(crate) const MAX_PASSWORD: usize = 1024;
 
 /// Content keys never stored.
-const RESERVED: &[&str] = &["_id", "_version", "_kuzzle_info"];
+pub(crate) const RESERVED: &[&str] = &["_id", "_version", "_kuzzle_info"];
 
 const ADJECTIVES: &[&str] = &[
     "brave", "calm", "eager", "fair", "gentle", "happy", "jolly", "kind", "lively", "merry",
@@ -151,7 +151,11 @@ fn local_credentials(local: &Value) -> Result<Local, KuzzleError> {
 }
 
 /// `_source` of a user: `profileIds`, then the other content keys, then `_kuzzle_info`.
-fn user_source(profile_ids: &[String], content: &Map<String, Value>, info: Value) -> Value {
+pub(crate) fn user_source(
+    profile_ids: &[String],
+    content: &Map<String, Value>,
+    info: Value,
+) -> Value {
     let mut source = Map::new();
     source.insert("profileIds".into(), json!(profile_ids));
     for (k, v) in content {
@@ -284,6 +288,9 @@ impl SecurityController {
             return Err(taken);
         }
         let local = local.as_ref().map(local_credentials).transpose()?;
+        if let Some(l) = &local {
+            crate::credentials::password_policy(&self.passwords, &l.password)?;
+        }
         let login_taken =
             |username: &str| rejected(&format!("Login \"{username}\" is already used."));
         if let Some(l) = &local

@@ -136,6 +136,9 @@ pub struct SecuritySection {
     pub argon2_iterations: u32,
     /// argon2id lanes.
     pub argon2_parallelism: u32,
+    /// Fewest characters of a password set by createUser, createFirstAdmin or a credentials write
+    /// (1 to 1024; shorter: `kuzzle-plugin-auth-passport-local.weak-password`). 1, as Kuzzle.
+    pub password_min_length: usize,
     /// `auth:login` per WebSocket connection per second; 0 = unlimited (`limits.loginsPerSecond`).
     pub logins_per_second: u32,
     /// `auth:login` per client address per second, over HTTP and WebSocket together (behind a
@@ -166,6 +169,7 @@ impl Default for SecuritySection {
             argon2_memory_kib: 19 * 1024,
             argon2_iterations: 2,
             argon2_parallelism: 1,
+            password_min_length: 1,
             logins_per_second: 1,
             logins_per_second_per_ip: 10,
             failed_auth_per_minute_per_ip: 30,
@@ -565,6 +569,9 @@ impl Config {
                 "security.token_expires_in_ms must not exceed security.token_max_ttl_ms".into(),
             );
         }
+        if !(1..=1024).contains(&self.security.password_min_length) {
+            return bad("security.password_min_length must be 1 to 1024".into());
+        }
         if self.security.refresh_grace_ms > 60_000 {
             return bad("security.refresh_grace_ms must be at most 60000".into());
         }
@@ -647,6 +654,18 @@ mod tests {
         let mut c = c;
         c.security.refresh_grace_ms = 60_001;
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn password_min_length_is_read_and_bounded() {
+        assert_eq!(Config::default().security.password_min_length, 1);
+        let c = Config::from_toml("[security]\npassword_min_length = 12\n");
+        assert_eq!(c.map(|c| c.security.password_min_length).ok(), Some(12));
+        for bad in [0, 1025] {
+            let mut c = Config::default();
+            c.security.password_min_length = bad;
+            assert!(c.validate().is_err(), "{bad}");
+        }
     }
 
     #[test]

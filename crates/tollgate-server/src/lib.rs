@@ -272,7 +272,8 @@ impl Server {
             memory_kib: config.security.argon2_memory_kib,
             iterations: config.security.argon2_iterations,
             parallelism: config.security.argon2_parallelism,
-        });
+        })
+        .with_min_length(config.security.password_min_length);
 
         let routes = Arc::new(OnceLock::new());
         let openapi = Arc::new(OnceLock::new());

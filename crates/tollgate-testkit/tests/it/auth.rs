@@ -335,13 +335,35 @@ async fn authorization_matrix_after_reset() {
         }
     }
     // Native actions Tollgate does not implement are checked too.
-    for (c_, a) in [
-        ("document", "get"),
-        ("server", "openapi"),
-        ("auth", "updateSelf"),
-        ("ms", "get"),
-    ] {
+    for (c_, a) in [("document", "get"), ("server", "openapi"), ("ms", "get")] {
         pairs.push((c_.to_owned(), a.to_owned()));
+    }
+    // The credentials API (`credentials.rs`): every action is in the table, so in the matrix.
+    for (c_, a) in [
+        ("security", "createCredentials"),
+        ("security", "updateCredentials"),
+        ("security", "hasCredentials"),
+        ("security", "getCredentials"),
+        ("security", "getCredentialsById"),
+        ("security", "getCredentialFields"),
+        ("security", "getAllCredentialFields"),
+        ("security", "validateCredentials"),
+        ("security", "deleteCredentials"),
+        ("security", "searchUsersByCredentials"),
+        ("security", "getUserStrategies"),
+        ("auth", "createMyCredentials"),
+        ("auth", "updateMyCredentials"),
+        ("auth", "credentialsExist"),
+        ("auth", "getMyCredentials"),
+        ("auth", "validateMyCredentials"),
+        ("auth", "deleteMyCredentials"),
+        ("auth", "updateSelf"),
+        ("auth", "getStrategies"),
+    ] {
+        assert!(
+            pairs.contains(&(c_.to_owned(), a.to_owned())),
+            "{c_}:{a} missing from the route table"
+        );
     }
     // Refreshing the caller's token revokes it after the grace (1 s), logging out revokes it at
     // once: keep them last, in that order.

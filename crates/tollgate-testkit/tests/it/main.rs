@@ -4,6 +4,7 @@ mod audit;
 mod auth;
 mod catalog;
 mod contention;
+mod credentials;
 mod dryrun;
 mod hardening;
 mod http;

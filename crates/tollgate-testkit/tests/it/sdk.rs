@@ -3,7 +3,9 @@
 //! `sdk-tests/profile_lifecycle.mjs` (the security profile lifecycle), `sdk-tests/auth_flow.mjs`
 //! (createFirstAdmin with reset, login, checkToken, getCurrentUser, logout, revoked token) and
 //! `sdk-tests/refresh_token.mjs` (`kuzzle.auth.refreshToken()`: the SDK takes the new token, the old
-//! one works during the grace and is refused after it, no `TokenExpired` for the old one).
+//! one works during the grace and is refused after it, no `TokenExpired` for the old one) and
+//! `sdk-tests/credentials.mjs` (the local strategy's credentials API, updateSelf, a password change
+//! revoking the other token).
 //!
 //! Each script runs against a server on the default store (SQLite) and, in the `_postgresql`
 //! variants, against a node storing its data in PostgreSQL (a schema of its own in
@@ -242,6 +244,18 @@ async fn sdk_auth_flow_websocket() {
 #[cfg_attr(no_node, ignore = "Node.js not found on the PATH")]
 async fn sdk_auth_flow_http() {
     run_sdk_script("sdk_auth_flow_http", "auth_flow.mjs", "http").await;
+}
+
+#[tokio::test]
+#[cfg_attr(no_node, ignore = "Node.js not found on the PATH")]
+async fn sdk_credentials_websocket() {
+    run_sdk_script("sdk_credentials_websocket", "credentials.mjs", "websocket").await;
+}
+
+#[tokio::test]
+#[cfg_attr(no_node, ignore = "Node.js not found on the PATH")]
+async fn sdk_credentials_http() {
+    run_sdk_script("sdk_credentials_http", "credentials.mjs", "http").await;
 }
 
 #[tokio::test]
