@@ -65,6 +65,8 @@ pub struct SecurityController {
     pub(crate) config: SecurityConfig,
     pub(crate) passwords: Passwords,
     pub(crate) cursors: Cursors,
+    /// Signs the tokens of `security:createApiKey` ([`crate::apikeys`]).
+    pub(crate) api_key_secret: Option<crate::tokens::Secret>,
 }
 
 impl SecurityController {
@@ -83,6 +85,7 @@ impl SecurityController {
             config,
             passwords,
             cursors,
+            api_key_secret: None,
         }
     }
 
@@ -1165,6 +1168,9 @@ impl Controller for SecurityController {
                 .describe("The rights of a user (-1: the anonymous user).")
                 .required("_id", String, id),
         ]
+        .into_iter()
+        .chain(crate::apikeys::security_actions())
+        .collect()
     }
 
     fn cached(
@@ -1217,6 +1223,9 @@ impl Controller for SecurityController {
             "updateUser" => self.update_user(req, ctx).await,
             "deleteUser" => self.delete_user(req).await,
             "getUserRights" => self.user_rights(req).await,
+            "createApiKey" => self.create_api_key(req).await,
+            "searchApiKeys" => self.search_api_keys(req).await,
+            "deleteApiKey" => self.delete_api_key(req).await,
             other => Err(KuzzleError::internal(format!(
                 "security:{other} is not routed here"
             ))),
