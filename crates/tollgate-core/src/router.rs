@@ -238,7 +238,6 @@ pub const RESERVED_ROUTES: &[(&str, &str, &str, &str)] = &[
     ("GET", "/roles/_mapping", "security", "getRoleMapping"),
     ("PUT", "/roles/_mapping", "security", "updateRoleMapping"),
     ("GET", "/users/_mapping", "security", "getUserMapping"),
-    ("POST", "/api-keys/_create", "auth", "createApiKey"),
     ("DELETE", "/_mDelete", "index", "mDelete"),
     ("DELETE", "/_mdelete", "index", "mDelete"),
     ("DELETE", "/ms", "ms", "del"),

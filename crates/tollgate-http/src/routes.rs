@@ -16,8 +16,10 @@ pub struct Target {
 #[derive(Debug, Default)]
 struct Node {
     statics: HashMap<String, Node>,
-    placeholder: Option<(String, Box<Node>)>,
-    target: Option<Target>,
+    placeholder: Option<Box<Node>>,
+    /// The target, with the names of the route's placeholders in path order: each route names its
+    /// own (`/users/:_id` and `/users/:userId/api-keys/_create` share the placeholder node).
+    target: Option<(Target, Vec<String>)>,
 }
 
 /// Placeholder values of a matched route, in path order.
@@ -44,21 +46,23 @@ impl RouteTree {
         let mut tree = Self::default();
         for r in routes {
             let mut node = tree.verbs.entry(r.verb).or_default();
+            let mut names = Vec::new();
             for segment in r.path.split('/').filter(|s| !s.is_empty()) {
                 node = match segment.strip_prefix(':') {
                     Some(name) => {
-                        let slot = node
-                            .placeholder
-                            .get_or_insert_with(|| (name.to_owned(), Box::default()));
-                        &mut slot.1
+                        names.push(name.to_owned());
+                        node.placeholder.get_or_insert_with(Box::default)
                     }
                     None => node.statics.entry(segment.to_owned()).or_default(),
                 };
             }
-            node.target.get_or_insert(Target {
-                controller: r.controller,
-                action: r.action,
-            });
+            node.target.get_or_insert((
+                Target {
+                    controller: r.controller,
+                    action: r.action,
+                },
+                names,
+            ));
         }
         tree
     }
@@ -79,21 +83,20 @@ impl RouteTree {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let mut node = self.verbs.get(verb).ok_or(RouteError::NotFound)?;
-        let mut params = Vec::new();
+        let mut values = Vec::new();
         for segment in segments {
             if let Some(next) = node.statics.get(segment.as_ref()) {
                 node = next;
-            } else if let Some((name, next)) = &node.placeholder {
-                params.push((name.clone(), segment.into_owned()));
+            } else if let Some(next) = &node.placeholder {
+                values.push(segment.into_owned());
                 node = next;
             } else {
                 return Err(RouteError::NotFound);
             }
         }
-        node.target
-            .clone()
-            .map(|t| (t, params))
-            .ok_or(RouteError::NotFound)
+        let (target, names) = node.target.as_ref().ok_or(RouteError::NotFound)?;
+        let params = names.iter().cloned().zip(values).collect();
+        Ok((target.clone(), params))
     }
 }
 
@@ -139,6 +142,8 @@ mod tests {
             entry("GET", "/profiles/:_id", "getProfile"),
             entry("GET", "/:index/_exists", "indexExists"),
             entry("GET", "/:index/:collection/_exists", "collectionExists"),
+            entry("DELETE", "/users/:_id", "deleteUser"),
+            entry("DELETE", "/users/:userId/api-keys/:_id", "deleteApiKey"),
         ])
     }
 
@@ -178,6 +183,24 @@ mod tests {
         assert_eq!(params, vec![("_id".to_owned(), "p/1".to_owned())]);
         let (_, params) = action("PUT", "/profiles/a+b").unwrap_or(("", vec![]));
         assert_eq!(params, vec![("_id".to_owned(), "a+b".to_owned())]);
+    }
+
+    #[test]
+    fn each_route_names_its_own_placeholders() {
+        assert_eq!(
+            action("DELETE", "/users/u1"),
+            Ok(("deleteUser", vec![("_id".to_owned(), "u1".to_owned())]))
+        );
+        assert_eq!(
+            action("DELETE", "/users/u1/api-keys/k1"),
+            Ok((
+                "deleteApiKey",
+                vec![
+                    ("userId".to_owned(), "u1".to_owned()),
+                    ("_id".to_owned(), "k1".to_owned())
+                ]
+            ))
+        );
     }
 
     #[test]

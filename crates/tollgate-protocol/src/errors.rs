@@ -157,6 +157,8 @@ error_table! {
     SERVICES_STORAGE_UNKNOWN_SCROLL_ID = ("services.storage.unknown_scroll_id", 1, 1, 14, 404, "Non-existing or expired scroll identifier.");
     /// `services.storage.scroll_duration_too_great` (beyond `errors.md`: Kuzzle 2.56's)
     SERVICES_STORAGE_SCROLL_DURATION_TOO_GREAT = ("services.storage.scroll_duration_too_great", 1, 1, 44, 400, "Scroll duration \"{duration}\" is too great.");
+    /// `services.storage.not_found`
+    SERVICES_STORAGE_NOT_FOUND = ("services.storage.not_found", 1, 1, 11, 404, "Document \"{id}\" not found in \"{index}\":\"{collection}\".");
     /// `services.storage.document_already_exists`
     SERVICES_STORAGE_DOCUMENT_ALREADY_EXISTS = ("services.storage.document_already_exists", 1, 1, 17, 400, "Document already exists.");
     /// `services.storage.too_many_changes`
@@ -387,6 +389,7 @@ mod tests {
         ("security.profile.in_use", 117833731, 412),
         ("security.profile.missing_anonymous_role", 117833733, 400),
         ("security.cookie.unsupported", 117899266, 500),
+        ("services.storage.not_found", 16842763, 404),
         ("services.storage.unknown_index", 16842753, 412),
         ("services.storage.unknown_collection", 16842754, 412),
         ("services.storage.get_limit_exceeded", 16842755, 413),

@@ -16,6 +16,7 @@ use tollgate_catalog::{COLLECTION, INDEX};
 use tollgate_storage::layer::CommitLayer;
 use tollgate_storage::{Committed, Doc, Expect, Kind, Op, Store, StoreError};
 
+use crate::apikeys::API_KEY;
 use crate::{CREDENTIAL, PROFILE, ROLE, USER, now_ms};
 
 /// Store kind of audit records (id: `<ms, 13 digits>-<writer>-<counter>`, so listing order is time
@@ -23,7 +24,19 @@ use crate::{CREDENTIAL, PROFILE, ROLE, USER, now_ms};
 pub const AUDIT: &str = "audit";
 
 /// The kinds whose writes are recorded.
-const AUDITED: &[Kind] = &[ROLE, PROFILE, USER, CREDENTIAL, INDEX, COLLECTION];
+const AUDITED: &[Kind] = &[ROLE, PROFILE, USER, CREDENTIAL, INDEX, COLLECTION, API_KEY];
+
+/// An audited body without its secrets: an API key's `fingerprint` (the hash of its token) never
+/// enters a record.
+fn redacted(kind: Kind, body: Option<&Value>) -> Option<Value> {
+    let mut body = body.cloned()?;
+    if kind == API_KEY
+        && let Value::Object(map) = &mut body
+    {
+        map.shift_remove("fingerprint");
+    }
+    Some(body)
+}
 
 /// The audit layer; see the module documentation.
 pub struct Audit {
@@ -94,15 +107,19 @@ impl Audit {
             for ((_, id, after), before) in targets.iter().filter(|t| t.0 == *kind).zip(before) {
                 let secret = *kind == CREDENTIAL;
                 let version_after = after.map(|_| before.as_ref().map_or(1, |d| d.version + 1));
+                let (before_body, after_body) = (
+                    redacted(kind, before.as_ref().map(|d| &d.body)),
+                    redacted(kind, *after),
+                );
                 let diff = if secret {
                     Value::Null
                 } else {
-                    diff(before.as_ref().map(|d| &d.body), *after)
+                    diff(before_body.as_ref(), after_body.as_ref())
                 };
                 let document = if secret {
                     Value::Null
                 } else {
-                    after.cloned().unwrap_or(Value::Null)
+                    after_body.unwrap_or(Value::Null)
                 };
                 let n = self.counter.fetch_add(1, Ordering::Relaxed);
                 records.push(Op::Put {

@@ -20,7 +20,7 @@ use crate::gate::{AuthFailures, TokenCheck, caller_profiles, check_token, profil
 use crate::passwords::Passwords;
 use crate::rights::rights_listing;
 use crate::tokens::{self, Secret};
-use crate::{CREDENTIAL, LOGIN, TOKEN, USER, now_ms, store_error, user_tokens};
+use crate::{CREDENTIAL, LOGIN, TOKEN, USER, now_ms, store_error};
 
 /// Token lifetimes.
 #[derive(Debug, Clone, Copy)]
@@ -51,7 +51,7 @@ const REFRESH_ATTEMPTS: usize = 3;
 pub struct AuthController {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) cache: Arc<SecurityCache>,
-    secret: Secret,
+    pub(crate) secret: Secret,
     pub(crate) passwords: Passwords,
     tokens: TokenConfig,
     failures: Arc<AuthFailures>,
@@ -230,6 +230,12 @@ impl AuthController {
             if record.refreshed {
                 return Err(invalid());
             }
+            if crate::apikeys::is_api_key_record(&doc.body) {
+                return Err(KuzzleError::new(
+                    &SECURITY_TOKEN_REFRESH_FORBIDDEN,
+                    vec![json!("API Key")],
+                ));
+            }
             if record.expires_at < 0 {
                 return Err(KuzzleError::new(
                     &SECURITY_TOKEN_REFRESH_FORBIDDEN,
@@ -295,10 +301,14 @@ impl AuthController {
                 vec![json!("auth"), json!("logout")],
             ));
         };
+        // As Kuzzle: a logout never revokes an API key (deleteApiKey does), a global one revokes
+        // the user's other tokens.
         let ids = if global {
-            user_tokens(self.store.as_ref(), &ctx.caller.kuid)
+            crate::apikeys::session_tokens(self.store.as_ref(), &ctx.caller.kuid)
                 .await
                 .map_err(store_error)?
+        } else if tokens::is_api_key(token) {
+            Vec::new()
         } else {
             vec![tokens::token_id(&ctx.caller.kuid, token)]
         };
@@ -310,9 +320,12 @@ impl AuthController {
                 expect: Expect::Any,
             })
             .collect();
-        commit_visible(self.store.as_ref(), &self.cache, ops)
-            .await
-            .map_err(store_error)?;
+        let ops: Vec<Op> = ops;
+        if !ops.is_empty() {
+            commit_visible(self.store.as_ref(), &self.cache, ops)
+                .await
+                .map_err(store_error)?;
+        }
         if let Some(links) = &ctx.connection.token_links {
             links.unlink(token);
         }
@@ -474,6 +487,7 @@ impl Controller for AuthController {
         ]
         .into_iter()
         .chain(crate::credentials::auth_actions())
+        .chain(crate::apikeys::auth_actions())
         .collect()
     }
 
@@ -489,6 +503,9 @@ impl Controller for AuthController {
             a if crate::credentials::AUTH_ACTIONS.contains(&a) => {
                 self.credentials(a, req, ctx).await
             }
+            "createApiKey" => self.create_my_api_key(req, ctx).await,
+            "searchApiKeys" => self.search_my_api_keys(req, ctx).await,
+            "deleteApiKey" => self.delete_my_api_key(req, ctx).await,
             other => Err(KuzzleError::internal(format!(
                 "auth:{other} is not routed here"
             ))),

@@ -31,6 +31,8 @@ pub struct TokenRecord {
     /// Replaced by `auth:refreshToken`: valid until `expires_at` (the grace), then invalid, and
     /// never refreshed again.
     pub refreshed: bool,
+    /// The token of an API key (`auth:createApiKey`): only a `kapikey-` token may use it.
+    pub api_key: bool,
 }
 
 impl TokenRecord {
@@ -39,6 +41,7 @@ impl TokenRecord {
             kuid: doc.body.get("kuid")?.as_str()?.to_owned(),
             expires_at: doc.body.get("expiresAt")?.as_i64()?,
             refreshed: doc.body.get("refreshed").and_then(Value::as_bool) == Some(true),
+            api_key: doc.body.get("apiKey").is_some(),
         })
     }
 }

@@ -65,6 +65,8 @@ pub struct SecurityController {
     pub(crate) config: SecurityConfig,
     pub(crate) passwords: Passwords,
     pub(crate) cursors: Cursors,
+    /// Signs the tokens of `security:createApiKey` ([`crate::apikeys`]).
+    pub(crate) api_key_secret: Option<crate::tokens::Secret>,
 }
 
 impl SecurityController {
@@ -83,6 +85,7 @@ impl SecurityController {
             config,
             passwords,
             cursors,
+            api_key_secret: None,
         }
     }
 
@@ -1167,6 +1170,7 @@ impl Controller for SecurityController {
         ]
         .into_iter()
         .chain(crate::credentials::security_actions())
+        .chain(crate::apikeys::security_actions())
         .collect()
     }
 
@@ -1223,6 +1227,9 @@ impl Controller for SecurityController {
             a if crate::credentials::SECURITY_ACTIONS.contains(&a) => {
                 self.credentials(a, req, ctx).await
             }
+            "createApiKey" => self.create_api_key(req).await,
+            "searchApiKeys" => self.search_api_keys(req).await,
+            "deleteApiKey" => self.delete_api_key(req).await,
             other => Err(KuzzleError::internal(format!(
                 "security:{other} is not routed here"
             ))),

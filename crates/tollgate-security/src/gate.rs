@@ -225,7 +225,10 @@ pub async fn check_token(
         e.log();
         KuzzleError::new(&SECURITY_TOKEN_VERIFICATION_ERROR, vec![json!(e.summary())])
     })?;
-    let Some(record) = record.filter(|r| r.kuid == verified.kuid) else {
+    // The prefix is not signed: a token is accepted only as the kind its record was made for.
+    let Some(record) =
+        record.filter(|r| r.kuid == verified.kuid && r.api_key == tokens::is_api_key(token))
+    else {
         return Ok(TokenCheck::Invalid);
     };
     if record.expires_at >= 0 && record.expires_at <= i64::try_from(now).unwrap_or(i64::MAX) {

@@ -9,6 +9,7 @@
 //!   cursors;
 //! - [`native`]: the Kuzzle API table role validation checks against.
 
+pub mod apikeys;
 pub mod audit;
 pub mod auth;
 pub mod cache;

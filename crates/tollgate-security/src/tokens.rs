@@ -16,6 +16,10 @@ type HmacSha256 = Hmac<Sha256>;
 /// The prefix of every token.
 pub const PREFIX: &str = "kauth-";
 
+/// The prefix of API key tokens (`auth:createApiKey`): the same JWT, told apart by its prefix, as in
+/// Kuzzle.
+pub const APIKEY_PREFIX: &str = "kapikey-";
+
 /// The signing secret, ready to sign.
 #[derive(Clone)]
 pub struct Secret(HmacSha256);
@@ -54,17 +58,36 @@ pub enum TokenError {
 
 /// Issues a token for `kuid` at `iat` (seconds), expiring at `exp` (seconds) unless `None`.
 pub fn issue(secret: &Secret, kuid: &str, iat: u64, exp: Option<u64>) -> String {
-    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
     let payload = match exp {
         Some(exp) => json!({"_id": kuid, "iat": iat, "exp": exp}),
         None => json!({"_id": kuid, "iat": iat}),
     };
+    sign(secret, PREFIX, &payload)
+}
+
+/// Issues an API key token (`kapikey-`) for `kuid`. `jti` (random, from the caller) makes two keys
+/// issued in the same second with the same lifetime different tokens.
+pub fn issue_api_key(secret: &Secret, kuid: &str, iat: u64, exp: Option<u64>, jti: &str) -> String {
+    let payload = match exp {
+        Some(exp) => json!({"_id": kuid, "iat": iat, "exp": exp, "jti": jti}),
+        None => json!({"_id": kuid, "iat": iat, "jti": jti}),
+    };
+    sign(secret, APIKEY_PREFIX, &payload)
+}
+
+/// Whether a token is an API key token (by its prefix; the signature is checked by [`verify`]).
+pub fn is_api_key(token: &str) -> bool {
+    token.starts_with(APIKEY_PREFIX)
+}
+
+fn sign(secret: &Secret, prefix: &str, payload: &Value) -> String {
+    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
     let payload = URL_SAFE_NO_PAD.encode(payload.to_string());
     let signing_input = format!("{header}.{payload}");
     let mut mac = secret.mac();
     mac.update(signing_input.as_bytes());
     let signature = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
-    format!("{PREFIX}{signing_input}.{signature}")
+    format!("{prefix}{signing_input}.{signature}")
 }
 
 /// The times of a token issued at `now_ms` for `ttl_ms` (`None` never expires): `iat` in seconds, the
@@ -84,7 +107,10 @@ pub fn lifetime(now_ms: u64, ttl_ms: Option<u64>) -> (u64, Option<u64>, Option<u
 
 /// Checks format, signature (constant time), algorithm, `_id` and `exp` against `now_s`.
 pub fn verify(secret: &Secret, token: &str, now_s: u64) -> Result<Claims, TokenError> {
-    let jwt = token.strip_prefix(PREFIX).ok_or(TokenError::Invalid)?;
+    let jwt = token
+        .strip_prefix(PREFIX)
+        .or_else(|| token.strip_prefix(APIKEY_PREFIX))
+        .ok_or(TokenError::Invalid)?;
     let mut parts = jwt.split('.');
     let (Some(header), Some(payload), Some(signature), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -285,6 +311,19 @@ mod tests {
             }
         }
         assert_eq!(lifetime(1_500, None), (1, None, None));
+    }
+
+    #[test]
+    fn api_key_tokens_verify_and_differ_by_jti() {
+        let secret = make_secret(b"k");
+        let a = issue_api_key(&secret, "u", 10, None, "a");
+        let b = issue_api_key(&secret, "u", 10, None, "b");
+        assert!(a.starts_with(APIKEY_PREFIX) && is_api_key(&a) && a != b);
+        assert_eq!(verify(&secret, &a, 11).map(|c| c.kuid), Ok("u".to_owned()));
+        // The same JWT under the other prefix is another token (another record id).
+        let swapped = a.replacen(APIKEY_PREFIX, PREFIX, 1);
+        assert!(verify(&secret, &swapped, 11).is_ok());
+        assert_ne!(token_id("u", &a), token_id("u", &swapped));
     }
 
     #[test]

@@ -641,6 +641,16 @@ impl SecurityController {
                     expect: Expect::Any,
                 });
             }
+            for key in crate::apikeys::user_api_keys(self.store.as_ref(), id)
+                .await
+                .map_err(store_error)?
+            {
+                ops.push(Op::Delete {
+                    kind: crate::apikeys::API_KEY,
+                    id: key,
+                    expect: Expect::Any,
+                });
+            }
             let planned = [Planned::User {
                 id,
                 profile_ids: None,

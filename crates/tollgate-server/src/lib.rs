@@ -284,19 +284,22 @@ impl Server {
                 .with_store(Arc::clone(&store))
                 .with_openapi(Arc::clone(&openapi)),
         ));
-        router.register(Arc::new(SecurityController::new(
-            Arc::clone(&audited),
-            Arc::clone(&cache),
-            catalog.clone(),
-            SecurityConfig {
-                documents_fetch_count: config.limits.documents_fetch_count,
-                max_scroll_duration: std::time::Duration::from_millis(
-                    config.limits.max_scroll_duration_ms,
-                ),
-                max_scroll_cursors: config.limits.max_scroll_cursors,
-            },
-            passwords.clone(),
-        )));
+        router.register(Arc::new(
+            SecurityController::new(
+                Arc::clone(&audited),
+                Arc::clone(&cache),
+                catalog.clone(),
+                SecurityConfig {
+                    documents_fetch_count: config.limits.documents_fetch_count,
+                    max_scroll_duration: std::time::Duration::from_millis(
+                        config.limits.max_scroll_duration_ms,
+                    ),
+                    max_scroll_cursors: config.limits.max_scroll_cursors,
+                },
+                passwords.clone(),
+            )
+            .with_api_key_secret(secret.clone()),
+        ));
         let failures = Arc::new(AuthFailures::new(
             config.security.failed_auth_per_minute_per_ip,
         ));

@@ -374,6 +374,21 @@ async fn authorization_matrix_after_reset() {
     };
     pairs.sort_by_key(|(c_, a)| (rank(c_, a), c_.clone(), a.clone()));
     assert!(pairs.len() >= 40, "{} actions", pairs.len());
+    // API keys (api_keys.rs): admin only, as Kuzzle's default role grants none of them.
+    for (c_, a) in [
+        ("auth", "createApiKey"),
+        ("auth", "searchApiKeys"),
+        ("auth", "deleteApiKey"),
+        ("security", "createApiKey"),
+        ("security", "searchApiKeys"),
+        ("security", "deleteApiKey"),
+    ] {
+        assert!(
+            pairs.iter().any(|(x, y)| x == c_ && y == a),
+            "{c_}:{a} missing from the matrix"
+        );
+        assert_eq!(expected(c_, a), (false, false), "{c_}:{a}");
+    }
     let rights_error = |r: &Value| {
         r["error"]["id"]
             .as_str()

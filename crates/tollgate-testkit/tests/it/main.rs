@@ -1,5 +1,6 @@
 //! End-to-end tests: a real server on 127.0.0.1:0, real sockets, exact bytes.
 
+mod api_keys;
 mod audit;
 mod auth;
 mod catalog;

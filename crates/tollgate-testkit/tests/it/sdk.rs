@@ -5,7 +5,8 @@
 //! `sdk-tests/refresh_token.mjs` (`kuzzle.auth.refreshToken()`: the SDK takes the new token, the old
 //! one works during the grace and is refused after it, no `TokenExpired` for the old one) and
 //! `sdk-tests/credentials.mjs` (the local strategy's credentials API, updateSelf, a password change
-//! revoking the other token).
+//! revoking the other token) and
+//! `sdk-tests/api_keys.mjs` (API keys: created, searched, used as the SDK's token, deleted).
 //!
 //! Each script runs against a server on the default store (SQLite) and, in the `_postgresql`
 //! variants, against a node storing its data in PostgreSQL (a schema of its own in
@@ -273,6 +274,18 @@ async fn sdk_refresh_token_websocket() {
 #[cfg_attr(no_node, ignore = "Node.js not found on the PATH")]
 async fn sdk_refresh_token_http() {
     run_sdk_script("sdk_refresh_token_http", "refresh_token.mjs", "http").await;
+}
+
+#[tokio::test]
+#[cfg_attr(no_node, ignore = "Node.js not found on the PATH")]
+async fn sdk_api_keys_websocket() {
+    run_sdk_script("sdk_api_keys_websocket", "api_keys.mjs", "websocket").await;
+}
+
+#[tokio::test]
+#[cfg_attr(no_node, ignore = "Node.js not found on the PATH")]
+async fn sdk_api_keys_http() {
+    run_sdk_script("sdk_api_keys_http", "api_keys.mjs", "http").await;
 }
 
 #[tokio::test]
