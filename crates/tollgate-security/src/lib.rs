@@ -11,11 +11,13 @@
 
 pub mod audit;
 pub mod auth;
+pub mod bulk;
 pub mod cache;
 pub mod controller;
 pub mod dryrun;
 pub mod gate;
 pub mod lockout;
+pub mod mapping;
 pub mod native;
 pub mod passwords;
 pub mod query;
