@@ -3,7 +3,9 @@
 //! `sdk-tests/profile_lifecycle.mjs` (the security profile lifecycle), `sdk-tests/auth_flow.mjs`
 //! (createFirstAdmin with reset, login, checkToken, getCurrentUser, logout, revoked token) and
 //! `sdk-tests/refresh_token.mjs` (`kuzzle.auth.refreshToken()`: the SDK takes the new token, the old
-//! one works during the grace and is refused after it, no `TokenExpired` for the old one).
+//! one works during the grace and is refused after it, no `TokenExpired` for the old one) and
+//! `sdk-tests/bulk.mjs` (createRestrictedUser, replaceUser, revokeTokens, mDeleteUsers with a partial
+//! failure, mDeleteProfiles, mDeleteRoles, security writes with `refresh: true`).
 //!
 //! Each script runs against a server on the default store (SQLite) and, in the `_postgresql`
 //! variants, against a node storing its data in PostgreSQL (a schema of its own in
@@ -259,6 +261,18 @@ async fn sdk_refresh_token_websocket() {
 #[cfg_attr(no_node, ignore = "Node.js not found on the PATH")]
 async fn sdk_refresh_token_http() {
     run_sdk_script("sdk_refresh_token_http", "refresh_token.mjs", "http").await;
+}
+
+#[tokio::test]
+#[cfg_attr(no_node, ignore = "Node.js not found on the PATH")]
+async fn sdk_bulk_websocket() {
+    run_sdk_script("sdk_bulk_websocket", "bulk.mjs", "websocket").await;
+}
+
+#[tokio::test]
+#[cfg_attr(no_node, ignore = "Node.js not found on the PATH")]
+async fn sdk_bulk_http() {
+    run_sdk_script("sdk_bulk_http", "bulk.mjs", "http").await;
 }
 
 #[tokio::test]
