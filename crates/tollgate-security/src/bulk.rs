@@ -1,5 +1,5 @@
 //! The remaining user, profile and role actions of the `security` controller
-//! (`docs/api/users.md` §9, `docs/api/security.md` §8): replaceUser, upsertUser,
+//! (`docs/api/users.md` §12, `docs/api/security.md` §8): replaceUser, upsertUser,
 //! createRestrictedUser, mDeleteUsers / mDeleteProfiles / mDeleteRoles, revokeTokens, checkRights
 //! for a given user, the mapping actions, and refresh.
 //!

@@ -1,6 +1,6 @@
 //! replaceUser, upsertUser, createRestrictedUser, mDeleteUsers / mDeleteProfiles / mDeleteRoles,
 //! revokeTokens, security:checkRights, the mapping actions and security:refresh, through real
-//! sockets (`docs/api/users.md` §9, `docs/api/security.md` §8–9): success bytes over WebSocket and
+//! sockets (`docs/api/users.md` §12, `docs/api/security.md` §8–9): success bytes over WebSocket and
 //! HTTP, each validation error, rights.
 
 use serde_json::{Value, json};
