@@ -228,16 +228,6 @@ pub struct RouteEntry {
 /// not fall into an in-scope placeholder route, and resolve to a not-found action after the rights
 /// check.
 pub const RESERVED_ROUTES: &[(&str, &str, &str, &str)] = &[
-    ("GET", "/profiles/_mapping", "security", "getProfileMapping"),
-    (
-        "PUT",
-        "/profiles/_mapping",
-        "security",
-        "updateProfileMapping",
-    ),
-    ("GET", "/roles/_mapping", "security", "getRoleMapping"),
-    ("PUT", "/roles/_mapping", "security", "updateRoleMapping"),
-    ("GET", "/users/_mapping", "security", "getUserMapping"),
     ("DELETE", "/_mDelete", "index", "mDelete"),
     ("DELETE", "/_mdelete", "index", "mDelete"),
     ("DELETE", "/ms", "ms", "del"),

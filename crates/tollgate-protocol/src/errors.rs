@@ -153,6 +153,11 @@ error_table! {
     SERVICES_STORAGE_UNKNOWN_COLLECTION = ("services.storage.unknown_collection", 1, 1, 2, 412, "The collection \"{index}\":\"{collections}\" does not exist.");
     /// `services.storage.get_limit_exceeded`
     SERVICES_STORAGE_GET_LIMIT_EXCEEDED = ("services.storage.get_limit_exceeded", 1, 1, 3, 413, "The number of documents returned by this request exceeds the configured server limit.");
+    /// `services.storage.write_limit_exceeded` (beyond `errors.md`: Kuzzle 2.56's id, code and status)
+    SERVICES_STORAGE_WRITE_LIMIT_EXCEEDED = ("services.storage.write_limit_exceeded", 1, 1, 4, 413, "The number of documents edited by this request exceeds the configured server limit.");
+    /// `services.storage.incomplete_delete` (beyond `errors.md`: Kuzzle 2.56's id, code and status; its
+    /// `errors` and `count` list the failures, `props` the ids not deleted)
+    SERVICES_STORAGE_INCOMPLETE_DELETE = ("services.storage.incomplete_delete", 1, 1, 9, 206, "Couldn't delete all the requested documents: {ids}");
     /// `services.storage.unknown_scroll_id` (beyond `errors.md`: Kuzzle 2.56's id, code and status)
     SERVICES_STORAGE_UNKNOWN_SCROLL_ID = ("services.storage.unknown_scroll_id", 1, 1, 14, 404, "Non-existing or expired scroll identifier.");
     /// `services.storage.scroll_duration_too_great` (beyond `errors.md`: Kuzzle 2.56's)
@@ -190,6 +195,9 @@ pub struct KuzzleError {
     /// A result the envelope carries beside the error (`server:healthCheck` reports the state of each
     /// service with its failure); `null` otherwise.
     result: Option<Box<Value>>,
+    /// The failures a partial error (`services.storage.incomplete_delete`) reports, serialized as
+    /// `errors` with their `count`, as Kuzzle's `PartialError` does.
+    errors: Option<Vec<KuzzleError>>,
 }
 
 impl std::fmt::Display for KuzzleError {
@@ -209,6 +217,7 @@ impl KuzzleError {
             props,
             message,
             result: None,
+            errors: None,
         }
     }
 
@@ -216,6 +225,17 @@ impl KuzzleError {
     pub fn with_result(mut self, result: Value) -> Self {
         self.result = Some(Box::new(result));
         self
+    }
+
+    /// Attaches the failures of a partial error (serialized as `count` and `errors`).
+    pub fn with_errors(mut self, errors: Vec<KuzzleError>) -> Self {
+        self.errors = Some(errors);
+        self
+    }
+
+    /// The failures of a partial error, if any.
+    pub fn errors(&self) -> Option<&[KuzzleError]> {
+        self.errors.as_deref()
     }
 
     /// The result carried with the error, if any.
@@ -320,8 +340,12 @@ fn render(template: &str, props: &[Value]) -> String {
 
 impl Serialize for KuzzleError {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut s = serializer.serialize_struct("KuzzleError", 5)?;
+        let mut s = serializer.serialize_struct("KuzzleError", 7)?;
         s.serialize_field("code", &self.code())?;
+        if let Some(errors) = &self.errors {
+            s.serialize_field("count", &errors.len())?;
+            s.serialize_field("errors", errors.as_slice())?;
+        }
         s.serialize_field("id", self.def.id)?;
         s.serialize_field("message", &self.message)?;
         s.serialize_field("props", &self.props)?;
@@ -400,6 +424,8 @@ mod tests {
         ("services.storage.too_many_changes", 16842784, 500),
         ("services.storage.unexpected_error", 16842787, 500),
         ("services.storage.not_connected", 16842776, 500),
+        ("services.storage.write_limit_exceeded", 16842756, 413),
+        ("services.storage.incomplete_delete", 16842761, 206),
         ("services.storage.index_already_exists", 16842790, 412),
         ("services.storage.invalid_index_name", 16842793, 400),
         ("services.storage.invalid_collection_name", 16842794, 400),

@@ -39,6 +39,8 @@ use crate::{BUILT_INS, PROFILE, ROLE, USER, created_info, store_error, updated_i
 pub struct SecurityConfig {
     /// Largest search `size` and mGet id count (`limits.documentsFetchCount`).
     pub documents_fetch_count: u64,
+    /// Most ids of a bulk delete (`limits.documentsWriteCount`).
+    pub documents_write_count: u64,
     /// Longest lifetime a search or scroll may give its cursor (`scroll`).
     pub max_scroll_duration: Duration,
     /// Scroll cursors open at once on this node; one more drops the closest to expiry.
@@ -49,6 +51,7 @@ impl Default for SecurityConfig {
     fn default() -> Self {
         Self {
             documents_fetch_count: 10_000,
+            documents_write_count: 200,
             max_scroll_duration: Duration::from_secs(60),
             max_scroll_cursors: 1_000,
         }
@@ -274,15 +277,17 @@ fn too_many_changes(id: &str) -> KuzzleError {
     KuzzleError::new(&SERVICES_STORAGE_TOO_MANY_CHANGES, vec![json!(id)])
 }
 
-/// `refresh`: `"wait_for"`, `false` or `"false"` (HTTP: a bare `?refresh` is `wait_for`).
+/// `refresh`: `"wait_for"` or `true` (the same), `false` or `"false"` (HTTP: a bare `?refresh` and
+/// `?refresh=true` are `wait_for`).
 pub(crate) fn check_refresh(req: &Request) -> Result<(), KuzzleError> {
     let ok = match req.arg("refresh") {
         None => true,
         Some(ArgRef::Json(Value::String(s))) => s == "wait_for" || s == "false",
-        Some(ArgRef::Json(Value::Bool(b))) => !b,
+        // `true` is `wait_for`, as Kuzzle and the SDK's documentation have it.
+        Some(ArgRef::Json(Value::Bool(_))) => true,
         Some(ArgRef::Json(_)) => false,
         Some(ArgRef::Query([None])) => true,
-        Some(ArgRef::Query([Some(s)])) => s == "wait_for" || s == "false",
+        Some(ArgRef::Query([Some(s)])) => s == "wait_for" || s == "false" || s == "true",
         Some(ArgRef::Query(_)) => return Err(KuzzleError::invalid_type("refresh", "string")),
     };
     if ok {
@@ -551,7 +556,11 @@ impl SecurityController {
         mget_cached(&snapshot.profiles, &ids, &SECURITY_PROFILE_NOT_FOUND)
     }
 
-    async fn delete_profile(&self, req: &Request, ctx: &Context) -> Result<Value, KuzzleError> {
+    pub(crate) async fn delete_profile(
+        &self,
+        req: &Request,
+        ctx: &Context,
+    ) -> Result<Value, KuzzleError> {
         let id = req.required_id()?;
         check_refresh(req)?;
         let remove = match req.string("onAssignedUsers")? {
@@ -763,7 +772,7 @@ impl SecurityController {
         mget_cached(&snapshot.roles, &ids, &SECURITY_ROLE_NOT_FOUND)
     }
 
-    async fn delete_role(&self, req: &Request) -> Result<Value, KuzzleError> {
+    pub(crate) async fn delete_role(&self, req: &Request) -> Result<Value, KuzzleError> {
         let id = req.required_id()?;
         check_refresh(req)?;
         for _ in 0..REPLACE_ATTEMPTS {
@@ -860,7 +869,7 @@ pub(crate) fn presence_checks(kind: &'static str, ids: &[String]) -> Vec<Op> {
 }
 
 /// A count or a time: a non-negative integer.
-const COUNT: ArgType = ArgType::IntegerIn(0, i64::MAX);
+pub(crate) const COUNT: ArgType = ArgType::IntegerIn(0, i64::MAX);
 /// A profile policy's restriction, as the OpenAPI document describes it.
 const RESTRICTION: ArgType = ArgType::ObjectOf(&[
     field("index", ArgType::String, true),
@@ -878,9 +887,10 @@ const CONTROLLERS: ArgType = ArgType::MapOf(&ArgType::ObjectOf(&[field(
     true,
 )]));
 /// A new user's `content`.
-const USER_CONTENT: ArgType = ArgType::ObjectOf(&[field("profileIds", ArgType::StringList, true)]);
+pub(crate) const USER_CONTENT: ArgType =
+    ArgType::ObjectOf(&[field("profileIds", ArgType::StringList, true)]);
 /// A new user's `credentials`.
-const CREDENTIALS: ArgType = ArgType::ObjectOf(&[field(
+pub(crate) const CREDENTIALS: ArgType = ArgType::ObjectOf(&[field(
     "local",
     ArgType::ObjectOf(&[
         field("username", ArgType::String, true),
@@ -1171,6 +1181,7 @@ impl Controller for SecurityController {
         .into_iter()
         .chain(crate::credentials::security_actions())
         .chain(crate::apikeys::security_actions())
+        .chain(crate::bulk::actions())
         .collect()
     }
 
@@ -1230,6 +1241,21 @@ impl Controller for SecurityController {
             "createApiKey" => self.create_api_key(req).await,
             "searchApiKeys" => self.search_api_keys(req).await,
             "deleteApiKey" => self.delete_api_key(req).await,
+            "replaceUser" => self.replace_user(req, ctx).await,
+            "upsertUser" => self.upsert_user(req, ctx).await,
+            "createRestrictedUser" => self.create_restricted_user(req, ctx).await,
+            "mDeleteUsers" => self.m_delete(USER, req, ctx).await,
+            "mDeleteProfiles" => self.m_delete(PROFILE, req, ctx).await,
+            "mDeleteRoles" => self.m_delete(ROLE, req, ctx).await,
+            "revokeTokens" => self.revoke_tokens(req).await,
+            "checkRights" => self.check_user_rights(req).await,
+            "refresh" => self.refresh_collection(req),
+            "getProfileMapping" => self.get_mapping(PROFILE).await,
+            "getRoleMapping" => self.get_mapping(ROLE).await,
+            "getUserMapping" => self.get_mapping(USER).await,
+            "updateProfileMapping" => self.update_mapping(PROFILE, req).await,
+            "updateRoleMapping" => self.update_mapping(ROLE, req).await,
+            "updateUserMapping" => self.update_mapping(USER, req).await,
             other => Err(KuzzleError::internal(format!(
                 "security:{other} is not routed here"
             ))),

@@ -12,12 +12,14 @@
 pub mod apikeys;
 pub mod audit;
 pub mod auth;
+pub mod bulk;
 pub mod cache;
 pub mod controller;
 pub mod credentials;
 pub mod dryrun;
 pub mod gate;
 pub mod lockout;
+pub mod mapping;
 pub mod native;
 pub mod passwords;
 pub mod query;

@@ -25,7 +25,7 @@ use crate::{
 
 /// What createFirstAdmin adds to the creation of a user.
 #[derive(Debug, Clone, Copy)]
-struct FirstAdmin {
+pub(crate) struct FirstAdmin {
     /// Restrict the default rights in the same batch.
     reset: bool,
     /// What the first admin's record must still be when the batch commits.
@@ -62,7 +62,7 @@ fn generate_kuid(kind: &str) -> String {
     )
 }
 
-fn not_found(id: &str) -> KuzzleError {
+pub(crate) fn not_found(id: &str) -> KuzzleError {
     KuzzleError::new(&SECURITY_USER_NOT_FOUND, vec![json!(id)])
 }
 
@@ -71,7 +71,7 @@ fn rejected(reason: &str) -> KuzzleError {
 }
 
 /// A `profileIds` list: an array, not empty, of strings.
-fn profile_id_list(value: &Value, name: &str) -> Result<Vec<String>, KuzzleError> {
+pub(crate) fn profile_id_list(value: &Value, name: &str) -> Result<Vec<String>, KuzzleError> {
     let Value::Array(items) = value else {
         return Err(KuzzleError::invalid_type(name, "array"));
     };
@@ -210,7 +210,7 @@ fn anonymous_user() -> Value {
 
 impl SecurityController {
     /// createUser, and createFirstAdmin's creation step (`profile_ids` given).
-    async fn create_user_with(
+    pub(crate) async fn create_user_with(
         &self,
         req: &Request,
         ctx: &Context,

@@ -274,6 +274,8 @@ pub struct LimitsSection {
     pub requests_buffer_size: usize,
     /// Largest search `size` and mGet id count (`limits.documentsFetchCount`).
     pub documents_fetch_count: u64,
+    /// Most ids of a bulk delete (`security:mDeleteUsers`, …; `limits.documentsWriteCount`).
+    pub documents_write_count: u64,
     /// Longest `scroll` lifetime of a search cursor, in ms (Kuzzle's `maxScrollDuration`).
     pub max_scroll_duration_ms: u64,
     /// Search cursors open at once on the node.
@@ -337,6 +339,7 @@ impl Default for LimitsSection {
             concurrent_requests: 100,
             requests_buffer_size: 50_000,
             documents_fetch_count: 10_000,
+            documents_write_count: 200,
             max_scroll_duration_ms: 60_000,
             max_scroll_cursors: 1_000,
         }
@@ -597,6 +600,9 @@ impl Config {
         }
         if self.limits.documents_fetch_count == 0 {
             return bad("limits.documents_fetch_count must be at least 1".into());
+        }
+        if self.limits.documents_write_count == 0 {
+            return bad("limits.documents_write_count must be at least 1".into());
         }
         if !matches!(self.log.format.as_str(), "human" | "json") {
             return bad(format!(

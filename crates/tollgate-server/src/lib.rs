@@ -291,6 +291,7 @@ impl Server {
                 catalog.clone(),
                 SecurityConfig {
                     documents_fetch_count: config.limits.documents_fetch_count,
+                    documents_write_count: config.limits.documents_write_count,
                     max_scroll_duration: std::time::Duration::from_millis(
                         config.limits.max_scroll_duration_ms,
                     ),

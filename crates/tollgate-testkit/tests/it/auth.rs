@@ -334,6 +334,29 @@ async fn authorization_matrix_after_reset() {
             pairs.push((controller.clone(), action));
         }
     }
+    // Every security action, the bulk and mapping ones included, is in the table.
+    for a in [
+        "replaceUser",
+        "upsertUser",
+        "createRestrictedUser",
+        "mDeleteUsers",
+        "mDeleteProfiles",
+        "mDeleteRoles",
+        "revokeTokens",
+        "checkRights",
+        "refresh",
+        "getProfileMapping",
+        "getRoleMapping",
+        "getUserMapping",
+        "updateProfileMapping",
+        "updateRoleMapping",
+        "updateUserMapping",
+    ] {
+        assert!(
+            pairs.iter().any(|(c_, a_)| c_ == "security" && a_ == a),
+            "security:{a} missing from publicApi"
+        );
+    }
     // Native actions Tollgate does not implement are checked too.
     for (c_, a) in [("document", "get"), ("server", "openapi"), ("ms", "get")] {
         pairs.push((c_.to_owned(), a.to_owned()));

@@ -622,10 +622,10 @@ async fn unknown_controller_and_action() {
     // Reserved Kuzzle routes resolve to their (unimplemented) action.
     let r = http_once(s.addr, "DELETE", "/ms", &[], b"").await;
     assert_eq!(r.json()["error"]["id"], "api.process.controller_not_found");
-    let r = http_once(s.addr, "GET", "/profiles/_mapping", &[], b"").await;
+    let r = http_once(s.addr, "GET", "/ms/_exists", &[], b"").await;
     assert_eq!(
-        r.json()["error"]["message"],
-        "API action \"security\":\"getProfileMapping\" not found"
+        r.json()["error"],
+        serde_json::json!({"code":33685508,"id":"api.process.controller_not_found","message":"API controller \"ms\" not found.","props":["ms"],"status":404})
     );
 }
 

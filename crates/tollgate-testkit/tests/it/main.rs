@@ -21,4 +21,5 @@ mod search;
 mod security;
 mod security_api;
 mod shutdown;
+mod users_bulk;
 mod ws;

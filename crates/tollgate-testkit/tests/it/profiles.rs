@@ -330,7 +330,8 @@ async fn update_profile_cases_23_to_28_id_and_body() {
 async fn update_profile_cases_29_to_36_arguments() {
     let (_s, mut c, original) = setup().await;
     // Errors first, so the profile must still be at version 1.
-    for refresh in [json!(true), json!("now"), json!(1)] {
+    // `true` is `wait_for` (as Kuzzle and the SDK have it): only other values are refused.
+    for refresh in [json!("now"), json!(1), json!("true")] {
         let r = update(&mut c, json!({"body":{},"refresh":refresh})).await;
         assert_error(
             &r,

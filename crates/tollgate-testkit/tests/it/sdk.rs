@@ -6,7 +6,9 @@
 //! one works during the grace and is refused after it, no `TokenExpired` for the old one) and
 //! `sdk-tests/credentials.mjs` (the local strategy's credentials API, updateSelf, a password change
 //! revoking the other token) and
-//! `sdk-tests/api_keys.mjs` (API keys: created, searched, used as the SDK's token, deleted).
+//! `sdk-tests/api_keys.mjs` (API keys: created, searched, used as the SDK's token, deleted) and
+//! `sdk-tests/bulk.mjs` (createRestrictedUser, replaceUser, revokeTokens, mDeleteUsers with a partial
+//! failure, mDeleteProfiles, mDeleteRoles, security writes with `refresh: true`).
 //!
 //! Each script runs against a server on the default store (SQLite) and, in the `_postgresql`
 //! variants, against a node storing its data in PostgreSQL (a schema of its own in
@@ -284,8 +286,20 @@ async fn sdk_api_keys_websocket() {
 
 #[tokio::test]
 #[cfg_attr(no_node, ignore = "Node.js not found on the PATH")]
+async fn sdk_bulk_websocket() {
+    run_sdk_script("sdk_bulk_websocket", "bulk.mjs", "websocket").await;
+}
+
+#[tokio::test]
+#[cfg_attr(no_node, ignore = "Node.js not found on the PATH")]
 async fn sdk_api_keys_http() {
     run_sdk_script("sdk_api_keys_http", "api_keys.mjs", "http").await;
+}
+
+#[tokio::test]
+#[cfg_attr(no_node, ignore = "Node.js not found on the PATH")]
+async fn sdk_bulk_http() {
+    run_sdk_script("sdk_bulk_http", "bulk.mjs", "http").await;
 }
 
 #[tokio::test]
