@@ -268,11 +268,20 @@ fn responses(controller: &str, action: &str) -> Value {
     } else {
         json!({"$ref": "#/components/responses/Success"})
     };
-    json!({
+    let mut responses = json!({
         "200": success,
         "4XX": {"$ref": "#/components/responses/Failure"},
         "5XX": {"$ref": "#/components/responses/Failure"},
-    })
+    });
+    // The bulk deletes answer 206 when some ids failed: `result` lists the deleted ids, `error`
+    // (services.storage.incomplete_delete) the others.
+    if action.starts_with("mDelete") {
+        responses["206"] = json!({
+            "description": "Some documents were not deleted: `result` lists the deleted ids, `error.errors` the failures.",
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        });
+    }
+    responses
 }
 
 fn components() -> Value {
