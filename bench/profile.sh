@@ -5,10 +5,10 @@
 #
 #   bench/profile.sh [scenario] [seconds]     # default: ws-updateProfile-memory 10
 #
-# Scenarios: ws-getProfile, ws-updateProfile-memory, ws-updateProfile-sqlite, http-getProfile,
+# Scenarios: ws-getProfile, ws-getProfile-metrics (the same with `[metrics] mode = "open"`), ws-updateProfile-memory, ws-updateProfile-sqlite, http-getProfile,
 # http-updateProfile-memory, http-updateProfile-sqlite (the names of bench/run.sh). The server runs
-# under callgrind with collection off until the load starts; the load generator (4 connections, closed
-# loop) runs for `seconds`; collection stops when it ends. The count covers the answers made in that
+# under callgrind with instrumentation off until the load starts; the load generator (4 connections, closed
+# loop) runs for `seconds`; instrumentation stops when it ends. The count covers the answers made in that
 # time plus each connection's setup request and handshake (a few against thousands of answers).
 #
 # Prints `instructions/answer` and the top functions by their own instructions; keeps the callgrind
@@ -37,11 +37,12 @@ trap cleanup EXIT
 engine=sqlite
 [[ $SCENARIO == *-memory ]] && engine=memory
 printf '[server]\nmax_connections_per_ip = 0\n[storage]\nengine = "%s"\n' "$engine" >"$WORK/config.toml"
+[[ $SCENARIO == *-metrics ]] && printf '[metrics]\nmode = "open"\n' >>"$WORK/config.toml"
 PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 ADDR=127.0.0.1:$PORT
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 FILE=$OUT/callgrind.$SCENARIO.$STAMP.out
-valgrind --tool=callgrind --collect-atstart=no --callgrind-out-file="$FILE" \
+valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$FILE" \
     "$BIN/tollgate" --listen "$ADDR" --data-dir "$WORK/data" --config "$WORK/config.toml" \
     --log-level warn 2>"$WORK/server.log" &
 PID=$!
@@ -52,7 +53,7 @@ done
 
 SETUP='{"controller":"security","action":"createOrReplaceProfile","_id":"bench-{conn}","body":{"policies":[{"roleId":"default"}]}}'
 case $SCENARIO in
-    ws-getProfile) args=(--protocol ws --setup "$SETUP" --request '{"controller":"security","action":"getProfile","_id":"bench-{conn}"}') ;;
+    ws-getProfile | ws-getProfile-metrics) args=(--protocol ws --setup "$SETUP" --request '{"controller":"security","action":"getProfile","_id":"bench-{conn}"}') ;;
     ws-updateProfile-*) args=(--protocol ws --setup "$SETUP" --request '{"controller":"security","action":"updateProfile","_id":"bench-{conn}","body":{"rateLimit":0}}') ;;
     http-getProfile | http-updateProfile-*)
         for c in $(seq 0 $((CONNS - 1))); do
@@ -76,8 +77,8 @@ wait "$PID" 2>/dev/null || true
 PID=
 answers=$(python3 -c 'import json,sys; r = json.loads(sys.argv[1]); print(r["ok"] + r["errors"])' "$result")
 [[ $SCENARIO == ws-* ]] && answers=$((answers + CONNS))
-total=$(callgrind_annotate "$FILE" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1; exit }')
+total=$(callgrind_annotate "$FILE" 2>/dev/null | awk '/PROGRAM TOTALS/ && !t { gsub(",", "", $1); t = $1 } END { print t }')
 python3 -c 'import sys; s, n, t = sys.argv[1:]; print(f"{s}: {n} answers, {t} instructions, {int(t) // max(int(n), 1):,} instructions/answer")' \
     "$SCENARIO" "$answers" "${total:-0}"
 echo "callgrind file: $FILE"
-callgrind_annotate --inclusive=no "$FILE" 2>/dev/null | sed -n '/file:function/,$p' | head -n $((${PROFILE_TOP:-25} + 2))
+callgrind_annotate --inclusive=no "$FILE" 2>/dev/null | sed -n '/file:function/,$p' | head -n $((${PROFILE_TOP:-25} + 2)) || true
