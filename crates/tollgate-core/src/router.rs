@@ -1,6 +1,5 @@
 //! Controllers and the router: `controller:action` → handler, plus the HTTP routes each action declares.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -237,12 +236,15 @@ pub const RESERVED_ROUTES: &[(&str, &str, &str, &str)] = &[
 struct Registered {
     controller: Arc<dyn Controller>,
     actions: Vec<ActionDef>,
+    /// The actions' names, for the lookup of every request.
+    names: foldhash::HashSet<&'static str>,
 }
 
 /// The registry of controllers. Built once at start, then shared read-only.
 #[derive(Default)]
 pub struct Router {
-    controllers: HashMap<&'static str, Registered>,
+    /// Hashed with foldhash: a lookup per request, on names from a fixed set.
+    controllers: foldhash::HashMap<&'static str, Registered>,
     order: Vec<&'static str>,
 }
 
@@ -269,6 +271,7 @@ impl Router {
                 name,
                 Registered {
                     controller,
+                    names: actions.iter().map(|a| a.name).collect(),
                     actions,
                 },
             )
@@ -290,7 +293,7 @@ impl Router {
                 vec![json!(controller)],
             ));
         };
-        if !reg.actions.iter().any(|a| a.name == action) {
+        if !reg.names.contains(action) {
             return Err(KuzzleError::new(
                 &API_PROCESS_ACTION_NOT_FOUND,
                 vec![json!(controller), json!(action)],

@@ -61,8 +61,8 @@ struct Slot {
     handles: [Handles; 2],
 }
 
-/// The served actions, sorted by (controller, action) for a binary search.
-type Names = Vec<Slot>;
+/// The served actions by controller, then action (foldhash: two cheap hashes per answer).
+type Names = foldhash::HashMap<&'static str, foldhash::HashMap<&'static str, Slot>>;
 
 type LatencyFamily = Family<LatencyLabels, Histogram, fn() -> Histogram>;
 
@@ -133,7 +133,13 @@ pub struct Metrics {
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Metrics")
-            .field("actions", &self.names.get().map_or(0, Vec::len))
+            .field(
+                "actions",
+                &self
+                    .names
+                    .get()
+                    .map_or(0, |n| n.values().map(|slots| slots.len()).sum()),
+            )
             .finish()
     }
 }
@@ -238,17 +244,29 @@ impl Metrics {
     /// The controller:action pairs the router serves (the only ones counted under their names; any
     /// other is `unknown`). Set once, when the router is complete.
     pub fn name_actions(&self, actions: impl IntoIterator<Item = (String, String)>) {
-        let mut names: Names = actions
-            .into_iter()
-            .map(|(c, a)| Slot {
-                // Bounded: the router's actions, named once for the life of the process.
-                controller: Box::leak(c.into_boxed_str()),
-                action: Box::leak(a.into_boxed_str()),
-                handles: Default::default(),
-            })
-            .collect();
-        names.sort_by(|x, y| (x.controller, x.action).cmp(&(y.controller, y.action)));
-        names.dedup_by(|x, y| (x.controller, x.action) == (y.controller, y.action));
+        let mut names = Names::default();
+        for (c, a) in actions {
+            if names
+                .get(c.as_str())
+                .is_some_and(|slots| slots.contains_key(a.as_str()))
+            {
+                continue;
+            }
+            // Bounded: the router's actions, named once for the life of the process.
+            let controller: &'static str = match names.get_key_value(c.as_str()) {
+                Some((&name, _)) => name,
+                None => Box::leak(c.into_boxed_str()),
+            };
+            let action: &'static str = Box::leak(a.into_boxed_str());
+            names.entry(controller).or_default().insert(
+                action,
+                Slot {
+                    controller,
+                    action,
+                    handles: Default::default(),
+                },
+            );
+        }
         let _ = self.names.set(names);
     }
 
@@ -262,11 +280,7 @@ impl Metrics {
     }
 
     fn slot(&self, controller: &str, action: &str) -> Option<&Slot> {
-        let names = self.names.get()?;
-        names
-            .binary_search_by(|slot| (slot.controller, slot.action).cmp(&(controller, action)))
-            .ok()
-            .and_then(|at| names.get(at))
+        self.names.get()?.get(controller)?.get(action)
     }
 }
 

@@ -63,6 +63,19 @@ pub fn new_request_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
+/// The envelope's fields of a JSON payload, as found (checked afterwards).
+#[derive(Default)]
+struct Fields {
+    jwt: Option<Value>,
+    volatile: Option<Value>,
+    body: Option<Value>,
+    controller: Option<Value>,
+    action: Option<Value>,
+    request_id: Option<Value>,
+    index: Option<Value>,
+    collection: Option<Value>,
+}
+
 /// An envelope construction failure: the error and the request id to answer it with.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConstructionError {
@@ -78,11 +91,35 @@ impl Request {
         payload: Value,
         request_id: Option<String>,
     ) -> Result<Self, ConstructionError> {
-        let payload_id = match &payload {
-            Value::Object(map) => match map.get("requestId") {
-                Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
-                _ => None,
-            },
+        let Value::Object(map) = payload else {
+            return Err(ConstructionError {
+                error: KuzzleError::invalid_type("payload", "object"),
+                request_id: request_id.unwrap_or_else(new_request_id),
+            });
+        };
+        // One pass over the payload: the envelope's fields are taken out (no lookup per field), the
+        // others are the arguments, in their order.
+        let mut fields = Fields::default();
+        let mut args = Map::with_capacity(map.len());
+        for (key, value) in map {
+            let slot = match key.as_str() {
+                "jwt" => &mut fields.jwt,
+                "volatile" => &mut fields.volatile,
+                "body" => &mut fields.body,
+                "controller" => &mut fields.controller,
+                "action" => &mut fields.action,
+                "requestId" => &mut fields.request_id,
+                "index" => &mut fields.index,
+                "collection" => &mut fields.collection,
+                _ => {
+                    args.insert(key, value);
+                    continue;
+                }
+            };
+            *slot = Some(value);
+        }
+        let payload_id = match &fields.request_id {
+            Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
             _ => None,
         };
         let imposed = request_id.is_some();
@@ -91,47 +128,43 @@ impl Request {
             error,
             request_id: request_id.clone(),
         };
-        let Value::Object(mut map) = payload else {
-            return Err(fail(KuzzleError::invalid_type("payload", "object")));
-        };
 
-        fn take_string(
-            map: &mut Map<String, Value>,
-            key: &str,
-        ) -> Result<Option<Option<String>>, KuzzleError> {
-            match map.remove(key) {
+        fn string(value: Option<Value>, key: &str) -> Result<Option<Option<String>>, KuzzleError> {
+            match value {
                 None => Ok(None),
                 Some(Value::Null) => Ok(Some(None)),
                 Some(Value::String(s)) => Ok(Some(Some(s))),
                 Some(_) => Err(KuzzleError::invalid_type(key, "string")),
             }
         }
-        fn take_object(
-            map: &mut Map<String, Value>,
+        fn object(
+            value: Option<Value>,
             key: &str,
         ) -> Result<Option<Map<String, Value>>, KuzzleError> {
-            match map.remove(key) {
+            match value {
                 None | Some(Value::Null) => Ok(None),
                 Some(Value::Object(o)) => Ok(Some(o)),
                 Some(_) => Err(KuzzleError::invalid_type(key, "object")),
             }
         }
 
-        let jwt = take_string(&mut map, "jwt").map_err(fail)?.flatten();
-        let volatile = take_object(&mut map, "volatile")
+        // The construction checks, in the order of `protocol.md` §1.1.
+        let jwt = string(fields.jwt, "jwt").map_err(fail)?.flatten();
+        let volatile = object(fields.volatile, "volatile")
             .map_err(fail)?
             .map(Value::Object);
-        let body = take_object(&mut map, "body").map_err(fail)?;
-        let controller = take_string(&mut map, "controller").map_err(fail)?.flatten();
-        let action = take_string(&mut map, "action").map_err(fail)?.flatten();
-        if imposed {
-            // The transport decides the id (`/_query`): the payload's is ignored, whatever its type.
-            map.remove("requestId");
-        } else {
-            take_string(&mut map, "requestId").map_err(fail)?;
+        let body = object(fields.body, "body").map_err(fail)?;
+        let controller = string(fields.controller, "controller")
+            .map_err(fail)?
+            .flatten();
+        let action = string(fields.action, "action").map_err(fail)?.flatten();
+        if !imposed {
+            // When the transport decides the id (`/_query`), the payload's is ignored, whatever its
+            // type.
+            string(fields.request_id, "requestId").map_err(fail)?;
         }
-        let index = take_string(&mut map, "index").map_err(fail)?;
-        let collection = take_string(&mut map, "collection").map_err(fail)?;
+        let index = string(fields.index, "index").map_err(fail)?;
+        let collection = string(fields.collection, "collection").map_err(fail)?;
 
         Ok(Request {
             controller,
@@ -142,7 +175,7 @@ impl Request {
             body,
             index,
             collection,
-            args: Args::Json(map),
+            args: Args::Json(args),
         })
     }
 

@@ -3,7 +3,6 @@
 //! Writes go to the store with compare-and-swap; the answer is sent once this node's cache serves the
 //! new version. Reads are served from the cache.
 
-use imbl::HashMap;
 use std::collections::{HashMap as StdHashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,7 +24,7 @@ use tollgate_protocol::{ArgRef, KuzzleError, Payload, Request};
 use tollgate_storage::{Committed, Doc, Expect, Op, Store, StoreError};
 
 use crate::audit;
-use crate::cache::{CachedDoc, PEER_APPLY_TIMEOUT, SecurityCache, SecuritySnapshot};
+use crate::cache::{CachedDoc, Docs, PEER_APPLY_TIMEOUT, SecurityCache, SecuritySnapshot};
 use crate::dryrun;
 use crate::lockout::{self, Planned};
 use crate::passwords::Passwords;
@@ -828,7 +827,7 @@ impl SecurityController {
 
 /// One cached document as a result (its pre-serialized JSON), or `missing` naming the id.
 fn get_cached<T: CachedDoc>(
-    map: &HashMap<String, Arc<T>>,
+    map: &Docs<T>,
     id: &str,
     missing: &'static ErrorDef,
 ) -> Result<Payload, KuzzleError> {
@@ -838,7 +837,7 @@ fn get_cached<T: CachedDoc>(
 
 /// `{"hits":[…]}` in request order; the first unknown id fails the whole request.
 fn mget_cached<T: CachedDoc>(
-    map: &HashMap<String, Arc<T>>,
+    map: &Docs<T>,
     ids: &[String],
     missing: &'static ErrorDef,
 ) -> Result<Payload, KuzzleError> {

@@ -1,8 +1,9 @@
 //! The rights decision (`security-model.md` §4) and the rights listings (§9), on parsed roles and
 //! profiles.
 
+use foldhash::HashMap;
 use serde_json::{Map, Value, json};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 /// A role as the rights check reads it: controller → action → allowed.
 #[derive(Debug, Clone, Default, PartialEq)]
