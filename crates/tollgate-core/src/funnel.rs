@@ -127,14 +127,12 @@ impl Funnel {
     /// Runs a request through the pipeline and returns its one response.
     pub async fn execute(&self, req: Request, conn: &Arc<ConnectionInfo>) -> Response {
         let started = self.observer.as_ref().map(|_| std::time::Instant::now());
-        let response = match self.run(&req, conn).await {
-            Ok(result) => Response::success(&req, result),
-            Err(error) => Response::failure(&req, error),
-        };
+        let outcome = self.run(&req, conn).await;
+        let response = Response::answer(req, outcome);
         if let (Some(observer), Some(started)) = (&self.observer, started) {
             observer.answered(&Answered {
-                controller: req.controller.as_deref().unwrap_or_default(),
-                action: req.action.as_deref().unwrap_or_default(),
+                controller: response.controller.as_deref().unwrap_or_default(),
+                action: response.action.as_deref().unwrap_or_default(),
                 protocol: conn.protocol,
                 status: response.status,
                 error: response.error.as_ref().map(KuzzleError::id),

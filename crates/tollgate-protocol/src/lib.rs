@@ -7,10 +7,12 @@
 //! This crate has no I/O: no tokio, no hyper. Everything here is unit-tested against the bytes of
 //! `shared/spec`.
 
+pub mod envelope;
 pub mod errors;
 pub mod request;
 pub mod response;
 
+pub use envelope::Envelope;
 pub use errors::KuzzleError;
 pub use request::{ArgRef, Args, ConstructionError, Request, new_request_id};
 pub use response::{Encoding, Payload, Response, to_json_bytes};

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 
+use crate::envelope::Envelope;
 use crate::errors::KuzzleError;
 
 /// Maximum length of a document `_id` in UTF-8 bytes.
@@ -63,19 +64,6 @@ pub fn new_request_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-/// The envelope's fields of a JSON payload, as found (checked afterwards).
-#[derive(Default)]
-struct Fields {
-    jwt: Option<Value>,
-    volatile: Option<Value>,
-    body: Option<Value>,
-    controller: Option<Value>,
-    action: Option<Value>,
-    request_id: Option<Value>,
-    index: Option<Value>,
-    collection: Option<Value>,
-}
-
 /// An envelope construction failure: the error and the request id to answer it with.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConstructionError {
@@ -91,32 +79,25 @@ impl Request {
         payload: Value,
         request_id: Option<String>,
     ) -> Result<Self, ConstructionError> {
-        let Value::Object(map) = payload else {
+        Self::from_envelope(Envelope::from_value(payload), request_id)
+    }
+
+    /// [`Request::from_json`] on a payload already split ([`Envelope`]: the WebSocket front-end
+    /// parses frames straight into one).
+    pub fn from_envelope(
+        envelope: Envelope,
+        request_id: Option<String>,
+    ) -> Result<Self, ConstructionError> {
+        let Envelope {
+            fields,
+            args,
+            object: is_object,
+        } = envelope;
+        if !is_object {
             return Err(ConstructionError {
                 error: KuzzleError::invalid_type("payload", "object"),
                 request_id: request_id.unwrap_or_else(new_request_id),
             });
-        };
-        // One pass over the payload: the envelope's fields are taken out (no lookup per field), the
-        // others are the arguments, in their order.
-        let mut fields = Fields::default();
-        let mut args = Map::with_capacity(map.len());
-        for (key, value) in map {
-            let slot = match key.as_str() {
-                "jwt" => &mut fields.jwt,
-                "volatile" => &mut fields.volatile,
-                "body" => &mut fields.body,
-                "controller" => &mut fields.controller,
-                "action" => &mut fields.action,
-                "requestId" => &mut fields.request_id,
-                "index" => &mut fields.index,
-                "collection" => &mut fields.collection,
-                _ => {
-                    args.insert(key, value);
-                    continue;
-                }
-            };
-            *slot = Some(value);
         }
         let payload_id = match &fields.request_id {
             Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),

@@ -122,6 +122,28 @@ impl Response {
         Self::for_request(req, error.status(), result.into(), Some(error))
     }
 
+    /// The answer to `req`, which it consumes: its echoed fields move into the response.
+    pub fn answer(req: Request, outcome: Result<Payload, KuzzleError>) -> Self {
+        let (status, result, error) = match outcome {
+            Ok(result) => (200, result, None),
+            Err(error) => {
+                let result = error.result().cloned().unwrap_or(Value::Null);
+                (error.status(), result.into(), Some(error))
+            }
+        };
+        Self {
+            request_id: req.request_id,
+            controller: req.controller,
+            action: req.action,
+            index: req.index,
+            collection: req.collection,
+            volatile: req.volatile,
+            status,
+            result,
+            error,
+        }
+    }
+
     /// An error raised before an envelope could be built: `controller`, `action` and `volatile` are
     /// null and there is no `index`/`collection`.
     pub fn bare_failure(request_id: String, error: KuzzleError) -> Self {

@@ -32,7 +32,7 @@ use tollgate_core::{BoxedIo, ConnectionInfo, Funnel, Shutdown, UpgradeAcceptor};
 use tollgate_protocol::errors::{
     NETWORK_WEBSOCKET_RATELIMIT_EXCEEDED, NETWORK_WEBSOCKET_UNEXPECTED_ERROR,
 };
-use tollgate_protocol::{Encoding, KuzzleError, Request, Response, new_request_id};
+use tollgate_protocol::{Encoding, Envelope, KuzzleError, Request, Response, new_request_id};
 
 /// Limits of the WebSocket front-end. Every one is configuration.
 #[derive(Debug, Clone)]
@@ -462,31 +462,27 @@ fn decode(payload: &[u8], window: &mut RateWindow) -> Decoded {
     }
 }
 
-/// UTF-8 and JSON: the message's value, or why it is not one.
-fn parse(payload: &[u8]) -> Result<Value, String> {
+/// UTF-8 and JSON: the message's envelope, or why it is not one.
+fn parse(payload: &[u8]) -> Result<Envelope, String> {
     let text = std::str::from_utf8(payload).map_err(|e| format!("invalid UTF-8: {e}"))?;
     serde_json::from_str(text).map_err(|e| e.to_string())
 }
 
 /// A parsed message: a heartbeat, a request, or the reply it gets (rate limit, bad envelope).
-fn admit(value: Value, window: &mut RateWindow) -> Decoded {
-    if let Value::Object(map) = &value
-        && map.len() == 1
-        && map.get("p") == Some(&json!(1))
-    {
+fn admit(envelope: Envelope, window: &mut RateWindow) -> Decoded {
+    if envelope.sole_argument() == Some(("p", &json!(1))) {
         return Decoded::Heartbeat;
     }
     if !window.allow() {
-        let request_id = match value.get("requestId") {
-            Some(Value::String(s)) if !s.is_empty() => s.clone(),
-            _ => new_request_id(),
-        };
+        let request_id = envelope
+            .request_id()
+            .map_or_else(new_request_id, str::to_owned);
         return Decoded::Reply(Response::bare_failure(
             request_id,
             KuzzleError::plain(&NETWORK_WEBSOCKET_RATELIMIT_EXCEEDED),
         ));
     }
-    match Request::from_json(value, None) {
+    match Request::from_envelope(envelope, None) {
         Ok(req) => Decoded::Request(req),
         Err(e) => Decoded::Reply(Response::bare_failure(e.request_id, e.error)),
     }
