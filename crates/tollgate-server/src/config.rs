@@ -667,10 +667,23 @@ mod tests {
         assert_eq!(c.server.data_dir, PathBuf::from("./data"));
         assert_eq!(c.server.max_request_size, 1_048_576);
         assert_eq!(c.security.refresh_grace_ms, 1_000);
+        // Kuzzle's `http.cookieAuthentication` default.
+        assert!(c.http.cookie_authentication);
+        assert!(!c.http.cookie_secure);
         assert!(c.clone().validate().is_ok());
         let mut c = c;
         c.security.refresh_grace_ms = 60_001;
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn cookie_switches_are_read() {
+        let c = Config::from_toml("[http]\ncookie_authentication = false\ncookie_secure = true\n");
+        assert_eq!(
+            c.map(|c| (c.http.cookie_authentication, c.http.cookie_secure))
+                .ok(),
+            Some((false, true))
+        );
     }
 
     #[test]
