@@ -63,7 +63,7 @@ impl TokenLinks {
 }
 
 /// What is known about the connection a request came from.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ConnectionInfo {
     /// A UUID v4 per connection (per socket on WebSocket, per TCP connection on HTTP).
     pub id: String,
@@ -77,6 +77,20 @@ pub struct ConnectionInfo {
     /// `Cookie` fields joined by `; `), for cookie authentication (`protocol.md` §6.1). Read by the
     /// gate only; never logged.
     pub cookie: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for ConnectionInfo {
+    /// The cookie holds a token: only its size is shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionInfo")
+            .field("id", &self.id)
+            .field("protocol", &self.protocol)
+            .field("peer", &self.peer)
+            .field("origin", &self.origin)
+            .field("token_links", &self.token_links)
+            .field("cookie_bytes", &self.cookie.as_ref().map(Vec::len))
+            .finish()
+    }
 }
 
 impl ConnectionInfo {
