@@ -474,3 +474,20 @@ async fn cors_allows_credentials_with_the_request_origin() {
     assert_eq!(r.header("access-control-allow-origin"), None);
     assert_eq!(r.header("access-control-allow-credentials"), Some("true"));
 }
+
+#[tokio::test]
+async fn metrics_in_token_mode_take_the_cookie_too() {
+    let s = TestServer::start_with(|c| c.metrics.mode = "token".into(), vec![]).await;
+    let _admin = first_admin(&s).await;
+    let jwt = cookie_token(&login(&s, "root", "root-pw", "?cookieAuth=true&expiresIn=2h").await);
+    let r = get(&s, "/_metrics", &[("Cookie", &cookie(&jwt))]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    let r = get(&s, "/_metrics", &[("Cookie", "authToken=a b")]).await;
+    assert_eq!(r.json()["id"], "security.cookie.invalid", "{}", r.text());
+    let r = get(&s, "/_metrics", &[]).await;
+    assert_eq!(r.status, 401);
+}
