@@ -63,7 +63,7 @@ impl TokenLinks {
 }
 
 /// What is known about the connection a request came from.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ConnectionInfo {
     /// A UUID v4 per connection (per socket on WebSocket, per TCP connection on HTTP).
     pub id: String,
@@ -73,6 +73,24 @@ pub struct ConnectionInfo {
     pub origin: Option<String>,
     /// WebSocket only: tokens used on this socket, for the `TokenExpired` notification.
     pub token_links: Option<Arc<TokenLinks>>,
+    /// The `Cookie` header of the request, or of the WebSocket upgrade, as received (several
+    /// `Cookie` fields joined by `; `), for cookie authentication (`protocol.md` §6.1). Read by the
+    /// gate only; never logged.
+    pub cookie: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for ConnectionInfo {
+    /// The cookie holds a token: only its size is shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionInfo")
+            .field("id", &self.id)
+            .field("protocol", &self.protocol)
+            .field("peer", &self.peer)
+            .field("origin", &self.origin)
+            .field("token_links", &self.token_links)
+            .field("cookie_bytes", &self.cookie.as_ref().map(Vec::len))
+            .finish()
+    }
 }
 
 impl ConnectionInfo {
@@ -83,6 +101,7 @@ impl ConnectionInfo {
             peer,
             origin,
             token_links: None,
+            cookie: None,
         }
     }
 }
@@ -120,9 +139,30 @@ impl Caller {
     }
 }
 
+/// Protocol headers an action sets on its response (`Set-Cookie`), collected by the Funnel into
+/// [`tollgate_protocol::Response::headers`]; the HTTP front-end sends them, WebSocket ignores them.
+#[derive(Debug, Default)]
+pub struct ReplyHeaders(std::sync::Mutex<Vec<(String, String)>>);
+
+impl ReplyHeaders {
+    /// Adds a header (a repeated name is sent as several fields).
+    pub fn add(&self, name: &str, value: String) {
+        let mut headers = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        headers.push((name.to_owned(), value));
+    }
+
+    /// The headers added so far, emptied.
+    pub fn take(&self) -> Vec<(String, String)> {
+        let mut headers = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        std::mem::take(&mut *headers)
+    }
+}
+
 /// Everything a controller may know about the request besides its envelope.
 #[derive(Debug, Clone)]
 pub struct Context {
     pub connection: Arc<ConnectionInfo>,
     pub caller: Caller,
+    /// Headers of the response being built.
+    pub reply: Arc<ReplyHeaders>,
 }

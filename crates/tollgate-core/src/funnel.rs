@@ -14,7 +14,7 @@ use tollgate_protocol::errors::{
 };
 use tollgate_protocol::{KuzzleError, Payload, Request, Response};
 
-use crate::context::{ConnectionInfo, Context};
+use crate::context::{ConnectionInfo, Context, ReplyHeaders};
 use crate::gate::Gate;
 use crate::observe::{Answered, Observer};
 use crate::router::Router;
@@ -127,8 +127,10 @@ impl Funnel {
     /// Runs a request through the pipeline and returns its one response.
     pub async fn execute(&self, req: Request, conn: &Arc<ConnectionInfo>) -> Response {
         let started = self.observer.as_ref().map(|_| std::time::Instant::now());
-        let outcome = self.run(&req, conn).await;
-        let response = Response::answer(req, outcome);
+        let reply = Arc::new(ReplyHeaders::default());
+        let outcome = self.run(&req, conn, &reply).await;
+        let mut response = Response::answer(req, outcome);
+        response.headers = reply.take();
         if let (Some(observer), Some(started)) = (&self.observer, started) {
             observer.answered(&Answered {
                 controller: response.controller.as_deref().unwrap_or_default(),
@@ -142,7 +144,12 @@ impl Funnel {
         response
     }
 
-    async fn run(&self, req: &Request, conn: &Arc<ConnectionInfo>) -> Result<Payload, KuzzleError> {
+    async fn run(
+        &self,
+        req: &Request,
+        conn: &Arc<ConnectionInfo>,
+        reply: &Arc<ReplyHeaders>,
+    ) -> Result<Payload, KuzzleError> {
         let controller = match req.controller.as_deref() {
             None | Some("") => return Err(KuzzleError::missing_argument("controller")),
             Some(c) => c,
@@ -167,6 +174,7 @@ impl Funnel {
         let ctx = Context {
             connection: Arc::clone(conn),
             caller,
+            reply: Arc::clone(reply),
         };
         if let Some(answer) = target.cached(action, req, &ctx) {
             return answer;

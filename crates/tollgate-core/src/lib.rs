@@ -21,7 +21,9 @@ pub mod scope;
 pub mod shutdown;
 pub mod upgrade;
 
-pub use context::{ANONYMOUS_KUID, Caller, ConnectionInfo, Context, Protocol, TokenLinks};
+pub use context::{
+    ANONYMOUS_KUID, Caller, ConnectionInfo, Context, Protocol, ReplyHeaders, TokenLinks,
+};
 pub use funnel::{Funnel, FunnelConfig};
 pub use gate::{Gate, OpenGate};
 pub use router::{

@@ -19,10 +19,10 @@ use bytes::Bytes;
 use flate2::Compression;
 use flate2::write::{GzEncoder, ZlibEncoder};
 use http::header::{
-    ACCEPT_ENCODING, ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS,
-    ACCESS_CONTROL_ALLOW_ORIGIN, AUTHORIZATION, CONNECTION, CONTENT_ENCODING, CONTENT_LENGTH,
-    CONTENT_TYPE, HeaderName, HeaderValue, ORIGIN, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY,
-    SEC_WEBSOCKET_VERSION, UPGRADE, VARY,
+    ACCEPT_ENCODING, ACCESS_CONTROL_ALLOW_CREDENTIALS, ACCESS_CONTROL_ALLOW_HEADERS,
+    ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN, AUTHORIZATION, CONNECTION,
+    CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, HeaderName, HeaderValue, ORIGIN,
+    SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, UPGRADE, VARY,
 };
 use http::{HeaderMap, Method, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -68,6 +68,10 @@ pub struct HttpConfig {
     /// Reverse proxies whose `X-Forwarded-For` is believed: the client address of a request coming
     /// through one of them is taken from that header (per-IP login limits see the real client).
     pub trusted_proxies: Vec<IpAddr>,
+    /// Cookie authentication is on (`http.cookie_authentication`): every response carries
+    /// `Access-Control-Allow-Credentials: true`, as Kuzzle's do, so that browsers let pages read
+    /// answers to credentialed (cookie-carrying) requests.
+    pub cookie_authentication: bool,
 }
 
 impl Default for HttpConfig {
@@ -82,6 +86,7 @@ impl Default for HttpConfig {
             body_min_rate: 64 * 1024,
             max_buffered_body_bytes: 128 * 1024 * 1024,
             trusted_proxies: Vec::new(),
+            cookie_authentication: true,
         }
     }
 }
@@ -281,6 +286,7 @@ impl HttpFrontend {
                 .and_then(|o| o.to_str().ok())
                 .map(str::to_owned),
             token_links: None,
+            cookie: cookie_header(req.headers()),
         });
 
         let verb = match *req.method() {
@@ -581,6 +587,8 @@ impl HttpFrontend {
             peer: conn.peer,
             origin: conn.origin.clone(),
             token_links: Some(Arc::default()),
+            // The upgrade's cookie authenticates the socket's requests, as in Kuzzle.
+            cookie: conn.cookie.clone(),
         };
         self.shutdown.spawn(async move {
             match on_upgrade.await {
@@ -617,7 +625,18 @@ impl HttpFrontend {
                 pretty: reply.pretty,
             },
         );
-        self.finish_json(response.status, bytes, reply)
+        let mut answer = self.finish_json(response.status, bytes, reply);
+        let h = answer.headers_mut();
+        for (name, value) in &response.headers {
+            // Headers come from actions, not from clients; one that is not a valid field is dropped.
+            if let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(value),
+            ) {
+                h.append(name, value);
+            }
+        }
+        answer
     }
 
     fn finish_json(
@@ -681,6 +700,13 @@ impl HttpFrontend {
             h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
             h.insert(VARY, HeaderValue::from_static("Origin"));
         }
+        if self.config.cookie_authentication {
+            // With the request's own origin above, never `*`: browsers refuse credentials with it.
+            h.insert(
+                ACCESS_CONTROL_ALLOW_CREDENTIALS,
+                HeaderValue::from_static("true"),
+            );
+        }
         response
     }
 
@@ -716,6 +742,23 @@ impl HttpFrontend {
         }
         best.0
     }
+}
+
+/// The `Cookie` fields of a request, joined by `; ` (RFC 9113 §8.2.3), as received; `None` without
+/// one. Their size is bounded by the head limit; the gate refuses more than
+/// [`tollgate_protocol::cookie::MAX_COOKIE_HEADER_BYTES`].
+fn cookie_header(headers: &HeaderMap) -> Option<Vec<u8>> {
+    let mut joined: Option<Vec<u8>> = None;
+    for value in headers.get_all(COOKIE) {
+        match &mut joined {
+            None => joined = Some(value.as_bytes().to_vec()),
+            Some(bytes) => {
+                bytes.extend_from_slice(b"; ");
+                bytes.extend_from_slice(value.as_bytes());
+            }
+        }
+    }
+    joined
 }
 
 /// Compresses; on failure gives the body back unchanged.

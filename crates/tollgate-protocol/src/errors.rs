@@ -145,6 +145,9 @@ error_table! {
     SECURITY_PROFILE_IN_USE = ("security.profile.in_use", 7, 6, 3, 412, "The profile \"{id}\" is still used and cannot be deleted.");
     /// `security.profile.missing_anonymous_role`
     SECURITY_PROFILE_MISSING_ANONYMOUS_ROLE = ("security.profile.missing_anonymous_role", 7, 6, 5, 400, "The anonymous profile must include the anonymous role");
+    /// `security.cookie.invalid`: a `Cookie` header that cannot be read (Tollgate extension, see
+    /// `docs/protocol.md` §6.1).
+    SECURITY_COOKIE_INVALID = ("security.cookie.invalid", 7, 7, 1, 401, "Invalid cookie.");
     /// `security.cookie.unsupported`
     SECURITY_COOKIE_UNSUPPORTED = ("security.cookie.unsupported", 7, 7, 2, 500, "Cookie authentication not supported.");
     /// `services.storage.unknown_index`
@@ -418,6 +421,7 @@ mod tests {
         ("services.storage.unknown_collection", 16842754, 412),
         ("services.storage.get_limit_exceeded", 16842755, 413),
         // Beyond `errors.md`: Kuzzle 2.56's ids, codes and statuses (scrolling searches).
+        ("security.cookie.invalid", 117899265, 401),
         ("services.storage.unknown_scroll_id", 16842766, 404),
         ("services.storage.scroll_duration_too_great", 16842796, 400),
         ("services.storage.document_already_exists", 16842769, 400),

@@ -70,6 +70,10 @@ pub struct Response {
     pub status: u16,
     pub result: Payload,
     pub error: Option<KuzzleError>,
+    /// Protocol headers set by the action (only `Set-Cookie` today, cookie authentication): the
+    /// HTTP front-end sends them as headers; they never appear in the JSON `headers` (always `{}`,
+    /// as Kuzzle keeps `set-cookie` out of it) nor on WebSocket.
+    pub headers: Vec<(String, String)>,
 }
 
 /// How to serialize an envelope.
@@ -141,6 +145,7 @@ impl Response {
             status,
             result,
             error,
+            headers: Vec::new(),
         }
     }
 
@@ -157,6 +162,7 @@ impl Response {
             status: error.status(),
             result: Payload::Value(Value::Null),
             error: Some(error),
+            headers: Vec::new(),
         }
     }
 
@@ -172,6 +178,7 @@ impl Response {
             status,
             result: Payload::Value(result),
             error: None,
+            headers: Vec::new(),
         }
     }
 
@@ -191,6 +198,7 @@ impl Response {
             status,
             result,
             error,
+            headers: Vec::new(),
         }
     }
 

@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde_json::{Value, json};
-use tollgate_core::{ActionDef, ArgType, Context, Controller, route};
+use tollgate_core::{ActionDef, ArgType, Context, Controller, Protocol, route};
+use tollgate_protocol::cookie::{self, CookieOptions};
 use tollgate_protocol::errors::{
     PLUGIN_STRATEGY_MISSING_USER, SECURITY_CREDENTIALS_UNKNOWN_STRATEGY,
     SECURITY_RIGHTS_UNAUTHORIZED, SECURITY_TOKEN_INVALID, SECURITY_TOKEN_REFRESH_FORBIDDEN,
@@ -16,7 +17,9 @@ use tollgate_storage::{Expect, Op, Store, StoreError};
 
 use crate::cache::{SecurityCache, TokenRecord};
 use crate::controller::commit_visible;
-use crate::gate::{AuthFailures, TokenCheck, caller_profiles, check_token, profile_ids};
+use crate::gate::{
+    AuthFailures, TokenCheck, caller_profiles, check_token, cookie_auth, profile_ids, request_token,
+};
 use crate::passwords::Passwords;
 use crate::rights::rights_listing;
 use crate::tokens::{self, Secret};
@@ -48,6 +51,23 @@ impl Default for TokenConfig {
 /// recorded (another login or refresh of the same user in the same second, with the same lifetime).
 const REFRESH_ATTEMPTS: usize = 3;
 
+/// Cookie authentication (`protocol.md` §6.1): whether it is on (`http.cookie_authentication`) and
+/// how the `authToken` cookie is written.
+#[derive(Debug, Clone, Copy)]
+pub struct CookieConfig {
+    pub enabled: bool,
+    pub options: CookieOptions,
+}
+
+impl Default for CookieConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            options: CookieOptions::default(),
+        }
+    }
+}
+
 pub struct AuthController {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) cache: Arc<SecurityCache>,
@@ -55,6 +75,7 @@ pub struct AuthController {
     pub(crate) passwords: Passwords,
     tokens: TokenConfig,
     failures: Arc<AuthFailures>,
+    cookies: CookieConfig,
 }
 
 impl AuthController {
@@ -73,7 +94,43 @@ impl AuthController {
             passwords,
             tokens,
             failures,
+            cookies: CookieConfig::default(),
         }
+    }
+
+    /// Cookie authentication settings (on by default, as in Kuzzle).
+    pub fn with_cookies(mut self, cookies: CookieConfig) -> Self {
+        self.cookies = cookies;
+        self
+    }
+
+    /// `cookieAuth: true` on HTTP with cookie authentication on: the token travels in the
+    /// `authToken` cookie. A WebSocket frame cannot set a cookie: there `cookieAuth` changes no
+    /// answer (the browser SDK sends these actions over HTTP in cookie mode anyway).
+    fn cookie_mode(&self, req: &Request, ctx: &Context) -> Result<bool, KuzzleError> {
+        Ok(self.cookies.enabled && cookie_auth(req)? && ctx.connection.protocol == Protocol::Http)
+    }
+
+    /// A new token's answer (login, refreshToken); in cookie mode the token is set as the cookie
+    /// and left out of the result, as Kuzzle does (the SDK tells from its absence that cookies
+    /// are supported).
+    fn send_token(
+        &self,
+        req: &Request,
+        ctx: &Context,
+        kuid: &str,
+        jwt: &str,
+        expires_at: i64,
+        ttl: i64,
+    ) -> Result<Value, KuzzleError> {
+        if self.cookie_mode(req, ctx)? {
+            ctx.reply.add(
+                "set-cookie",
+                cookie::set_auth_token(jwt, expires_at, self.cookies.options),
+            );
+            return Ok(json!({"_id": kuid, "expiresAt": expires_at, "ttl": ttl}));
+        }
+        Ok(json!({"_id": kuid, "expiresAt": expires_at, "jwt": jwt, "ttl": ttl}))
     }
 
     /// `expiresIn`: integer ms, or a timespan string; -1 never; checked against `maxTTL`.
@@ -178,7 +235,7 @@ impl AuthController {
             }
             Err(e) => return Err(store_error(e)),
         }
-        Ok(json!({"_id": kuid, "expiresAt": expires_at, "jwt": jwt, "ttl": ttl}))
+        self.send_token(req, ctx, &kuid, &jwt, expires_at, ttl)
     }
 
     /// Issues a token for `kuid` with `ttl` (ms, -1 never): `(token, expiresAt)`. Never a token
@@ -286,7 +343,7 @@ impl AuthController {
                     links.link(&jwt, at);
                 }
             }
-            return Ok(json!({"_id": kuid, "expiresAt": expires_at, "jwt": jwt, "ttl": ttl}));
+            return self.send_token(req, ctx, kuid, &jwt, expires_at, ttl);
         }
         Err(KuzzleError::internal(
             "auth:refreshToken: every token issued was already recorded",
@@ -295,7 +352,20 @@ impl AuthController {
 
     async fn logout(&self, req: &Request, ctx: &Context) -> Result<Value, KuzzleError> {
         let global = req.boolean("global")?.unwrap_or(false);
+        let cookie_mode = self.cookie_mode(req, ctx)?;
+        let clear = || {
+            if cookie_mode {
+                ctx.reply
+                    .add("set-cookie", cookie::clear_auth_token(self.cookies.options));
+            }
+        };
         let (false, Some(token)) = (ctx.caller.is_anonymous(), ctx.caller.token.as_deref()) else {
+            // In cookie mode an anonymous logout clears the cookie (an expired or revoked one, or
+            // none), as in Kuzzle.
+            if cookie_mode {
+                clear();
+                return Ok(json!({"acknowledged": true}));
+            }
             return Err(KuzzleError::new(
                 &SECURITY_RIGHTS_UNAUTHORIZED,
                 vec![json!("auth"), json!("logout")],
@@ -329,15 +399,23 @@ impl AuthController {
         if let Some(links) = &ctx.connection.token_links {
             links.unlink(token);
         }
+        clear();
         Ok(json!({"acknowledged": true}))
     }
 
-    async fn check(&self, req: &Request) -> Result<Value, KuzzleError> {
-        let token = match req.body.as_ref().and_then(|b| b.get("token")) {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some(s.as_str()).filter(|s| !s.is_empty()),
-            Some(_) => return Err(KuzzleError::invalid_type("body.token", "string")),
+    async fn check(&self, req: &Request, ctx: &Context) -> Result<Value, KuzzleError> {
+        // With `cookieAuth`, the request's own token is checked (its cookie, else its `jwt`), as
+        // in Kuzzle; on any protocol (a WebSocket's is its upgrade's cookie).
+        let token = if self.cookies.enabled && cookie_auth(req)? {
+            request_token(req, &ctx.connection, true)?.0
+        } else {
+            match req.body.as_ref().and_then(|b| b.get("token")) {
+                None | Some(Value::Null) => None,
+                Some(Value::String(s)) => Some(s.as_str()),
+                Some(_) => return Err(KuzzleError::invalid_type("body.token", "string")),
+            }
         };
+        let token = token.filter(|s| !s.is_empty());
         let Some(token) = token else {
             return Ok(json!({"expiresAt": null, "kuid": "-1", "valid": true}));
         };
@@ -417,6 +495,8 @@ impl AuthController {
 }
 
 /// Sleeps until just after the next wall-clock second.
+const COOKIE_AUTH: &str = "HTTP: the token travels in the HttpOnly authToken cookie (set, or cleared on logout) instead of the result.";
+
 async fn next_second() {
     let wait = 1000 - now_ms() % 1000;
     tokio::time::sleep(std::time::Duration::from_millis(wait + 1)).await;
@@ -446,17 +526,25 @@ impl Controller for AuthController {
                 "The authentication strategy: local.",
             )
             .arg("expiresIn", String, expires)
+            .arg("cookieAuth", Boolean, COOKIE_AUTH)
             .body(false, "The credentials.")
             .field("username", String, "The username.")
             .field("password", String, "The password."),
             ActionDef::new("logout", &[route("POST", "/_logout")])
                 .describe("Revokes the token of the request, or every token of the user.")
-                .arg("global", Boolean, "Revoke every token of the user."),
+                .arg("global", Boolean, "Revoke every token of the user.")
+                .arg("cookieAuth", Boolean, COOKIE_AUTH),
             ActionDef::new("refreshToken", &[route("POST", "/_refreshToken")])
                 .describe("Replaces the token of the request by a new one.")
-                .arg("expiresIn", String, expires),
+                .arg("expiresIn", String, expires)
+                .arg("cookieAuth", Boolean, COOKIE_AUTH),
             ActionDef::new("checkToken", &[route("POST", "/_checkToken")])
                 .describe("Whether a token is valid; needs no token itself.")
+                .arg(
+                    "cookieAuth",
+                    Boolean,
+                    "Check the request's own token (its authToken cookie) instead of body.token.",
+                )
                 .body(false, "The token to check.")
                 .field(
                     "token",
@@ -496,7 +584,7 @@ impl Controller for AuthController {
             "login" => self.login(req, ctx).await,
             "logout" => self.logout(req, ctx).await,
             "refreshToken" => self.refresh(req, ctx).await,
-            "checkToken" => self.check(req).await,
+            "checkToken" => self.check(req, ctx).await,
             "getCurrentUser" => self.current_user(ctx).await,
             "getMyRights" => self.my_rights(ctx).await,
             "checkRights" => self.check_rights(req, ctx).await,

@@ -9,7 +9,7 @@ use dashmap::DashMap;
 use serde_json::json;
 use tollgate_core::{Caller, ConnectionInfo, Gate, Protocol};
 use tollgate_protocol::errors::{
-    API_PROCESS_TOO_MANY_LOGINS_REQUESTS, API_PROCESS_TOO_MANY_REQUESTS,
+    API_PROCESS_TOO_MANY_LOGINS_REQUESTS, API_PROCESS_TOO_MANY_REQUESTS, SECURITY_COOKIE_INVALID,
     SECURITY_COOKIE_UNSUPPORTED, SECURITY_RIGHTS_FORBIDDEN, SECURITY_RIGHTS_UNAUTHORIZED,
     SECURITY_TOKEN_EXPIRED, SECURITY_TOKEN_INVALID, SECURITY_TOKEN_VERIFICATION_ERROR,
 };
@@ -28,6 +28,8 @@ pub struct GateConfig {
     /// `auth:login` per client address per second, over every protocol and connection together
     /// (0 = unlimited).
     pub logins_per_second_per_ip: u32,
+    /// Cookie authentication is on (`http.cookie_authentication`, `protocol.md` §6.1).
+    pub cookie_authentication: bool,
 }
 
 impl Default for GateConfig {
@@ -35,6 +37,7 @@ impl Default for GateConfig {
         Self {
             logins_per_second: 1,
             logins_per_second_per_ip: 10,
+            cookie_authentication: true,
         }
     }
 }
@@ -247,6 +250,48 @@ pub async fn check_token(
     })
 }
 
+/// The token a request is authenticated with, and whether it came from the `authToken` cookie
+/// (`protocol.md` §6.1, Kuzzle's order of checks):
+/// - cookie authentication off and `cookieAuth: true` → `security.cookie.unsupported`;
+/// - a `Cookie` header that cannot be read → `security.cookie.invalid`;
+/// - an `authToken` cookie (neither empty nor `null`) with cookie authentication off →
+///   `security.cookie.unsupported`; with a non-empty `jwt` (argument, `Authorization`) too →
+///   `security.token.verification_error`; else the cookie's token is the request's;
+/// - otherwise the envelope's `jwt`.
+pub fn request_token<'a>(
+    req: &'a Request,
+    conn: &'a ConnectionInfo,
+    cookies_enabled: bool,
+) -> Result<(Option<&'a str>, bool), KuzzleError> {
+    if !cookies_enabled && cookie_auth(req)? {
+        return Err(KuzzleError::plain(&SECURITY_COOKIE_UNSUPPORTED));
+    }
+    if let Some(header) = &conn.cookie {
+        let token = tollgate_protocol::cookie::auth_token(header)
+            .map_err(|_| KuzzleError::plain(&SECURITY_COOKIE_INVALID))?;
+        if let Some(token) = token {
+            if !cookies_enabled {
+                return Err(KuzzleError::plain(&SECURITY_COOKIE_UNSUPPORTED));
+            }
+            if req.jwt.as_deref().is_some_and(|j| !j.is_empty()) {
+                return Err(KuzzleError::new(
+                    &SECURITY_TOKEN_VERIFICATION_ERROR,
+                    vec![json!(
+                        "Both token and cookie are present, could not decide which one to use"
+                    )],
+                ));
+            }
+            return Ok((Some(token), true));
+        }
+    }
+    Ok((req.jwt.as_deref(), false))
+}
+
+/// The request's `cookieAuth` argument.
+pub fn cookie_auth(req: &Request) -> Result<bool, KuzzleError> {
+    Ok(req.boolean("cookieAuth")? == Some(true))
+}
+
 fn is_auth(req: &Request, action: &str) -> bool {
     req.controller.as_deref() == Some("auth") && req.action.as_deref() == Some(action)
 }
@@ -254,8 +299,11 @@ fn is_auth(req: &Request, action: &str) -> bool {
 /// `auth:checkToken` must work with a stale token in the envelope (clients that attach their token to
 /// every request would otherwise be unable to ask whether it is still valid): a bad token means
 /// anonymous there.
-fn tolerates_bad_token(req: &Request) -> bool {
-    is_auth(req, "checkToken")
+///
+/// So must `auth:logout` with `cookieAuth` and the cookie's token (as Kuzzle, which does not verify
+/// it there): a browser holding an expired or revoked cookie must still be able to clear it.
+fn tolerates_bad_token(req: &Request, cookie_logout: bool) -> bool {
+    is_auth(req, "checkToken") || (cookie_logout && is_auth(req, "logout"))
 }
 
 #[async_trait]
@@ -265,12 +313,13 @@ impl Gate for SecurityGate {
         req: &Request,
         conn: &ConnectionInfo,
     ) -> Result<Caller, KuzzleError> {
-        if req.boolean("cookieAuth")? == Some(true) {
-            return Err(KuzzleError::plain(&SECURITY_COOKIE_UNSUPPORTED));
-        }
+        // Typed first: a `cookieAuth` that is not a boolean is refused before anything runs.
+        let cookie_auth = cookie_auth(req)?;
+        let (token, from_cookie) = request_token(req, conn, self.config.cookie_authentication)?;
+        let cookie_logout = from_cookie && cookie_auth;
         // `auth:login` runs as anonymous whatever token comes with it: logging in is how a client
         // replaces its token, and a logged-in user's profiles need not grant `auth:login`.
-        let Some(token) = req.jwt.as_deref().filter(|_| !is_auth(req, "login")) else {
+        let Some(token) = token.filter(|_| !is_auth(req, "login")) else {
             return Ok(Caller::anonymous());
         };
         let outcome = if token.is_empty() {
@@ -294,7 +343,7 @@ impl Gate for SecurityGate {
             TokenCheck::Invalid if self.failures.record(conn.peer) => {
                 Err(KuzzleError::plain(&API_PROCESS_TOO_MANY_LOGINS_REQUESTS))
             }
-            _ if tolerates_bad_token(req) => Ok(Caller::anonymous()),
+            _ if tolerates_bad_token(req, cookie_logout) => Ok(Caller::anonymous()),
             TokenCheck::Invalid => Err(KuzzleError::plain(&SECURITY_TOKEN_INVALID)),
             TokenCheck::Expired => Err(KuzzleError::plain(&SECURITY_TOKEN_EXPIRED)),
         }

@@ -36,7 +36,7 @@ use serde_json::{Value, json};
 use tollgate_protocol::KuzzleError;
 use tollgate_storage::{Expect, Op, Store, StoreError};
 
-pub use auth::{AuthController, TokenConfig};
+pub use auth::{AuthController, CookieConfig, TokenConfig};
 pub use cache::{CacheLimits, SecurityCache, SecuritySnapshot};
 pub use controller::{SecurityConfig, SecurityController};
 pub use gate::{AuthFailures, GateConfig, SecurityGate};

@@ -250,6 +250,15 @@ pub struct HttpSection {
     pub allowed_origins: Option<Vec<String>>,
     /// Addresses of reverse proxies whose `X-Forwarded-For` header is believed.
     pub trusted_proxies: Vec<String>,
+    /// Cookie authentication (Kuzzle's `http.cookieAuthentication`, default on): `cookieAuth` on
+    /// HTTP `auth:login`/`refreshToken`/`logout`, the `authToken` cookie as a request's token, and
+    /// `Access-Control-Allow-Credentials: true` on every HTTP response. Off: `cookieAuth`, or a
+    /// request carrying an `authToken` cookie, gets `security.cookie.unsupported`.
+    pub cookie_authentication: bool,
+    /// Add `Secure` to the `authToken` cookie (browsers then send it over HTTPS only). Off by
+    /// default, as in Kuzzle: Tollgate speaks plain HTTP, TLS is a reverse proxy's; turn it on
+    /// whenever clients reach Tollgate through HTTPS.
+    pub cookie_secure: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -317,6 +326,8 @@ impl Default for HttpSection {
             max_buffered_body_bytes: 128 * 1024 * 1024,
             allowed_origins: None,
             trusted_proxies: Vec::new(),
+            cookie_authentication: true,
+            cookie_secure: false,
         }
     }
 }
@@ -656,10 +667,23 @@ mod tests {
         assert_eq!(c.server.data_dir, PathBuf::from("./data"));
         assert_eq!(c.server.max_request_size, 1_048_576);
         assert_eq!(c.security.refresh_grace_ms, 1_000);
+        // Kuzzle's `http.cookieAuthentication` default.
+        assert!(c.http.cookie_authentication);
+        assert!(!c.http.cookie_secure);
         assert!(c.clone().validate().is_ok());
         let mut c = c;
         c.security.refresh_grace_ms = 60_001;
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn cookie_switches_are_read() {
+        let c = Config::from_toml("[http]\ncookie_authentication = false\ncookie_secure = true\n");
+        assert_eq!(
+            c.map(|c| (c.http.cookie_authentication, c.http.cookie_secure))
+                .ok(),
+            Some((false, true))
+        );
     }
 
     #[test]

@@ -27,8 +27,8 @@ use tollgate_metrics::{MeteredCommits, Metrics};
 use tollgate_security::audit::Audit;
 use tollgate_security::tokens::Secret;
 use tollgate_security::{
-    AuthController, AuthFailures, CacheLimits, GateConfig, HashCost, Passwords, SecurityCache,
-    SecurityConfig, SecurityController, SecurityGate, TokenConfig,
+    AuthController, AuthFailures, CacheLimits, CookieConfig, GateConfig, HashCost, Passwords,
+    SecurityCache, SecurityConfig, SecurityController, SecurityGate, TokenConfig,
 };
 use tollgate_storage::layer::Layered;
 use tollgate_storage::memory::MemoryStore;
@@ -304,18 +304,26 @@ impl Server {
         let failures = Arc::new(AuthFailures::new(
             config.security.failed_auth_per_minute_per_ip,
         ));
-        router.register(Arc::new(AuthController::new(
-            Arc::clone(&audited),
-            Arc::clone(&cache),
-            secret.clone(),
-            passwords,
-            TokenConfig {
-                default_ttl_ms: config.security.token_expires_in_ms,
-                max_ttl_ms: config.security.token_max_ttl_ms,
-                refresh_grace_ms: config.security.refresh_grace_ms,
-            },
-            Arc::clone(&failures),
-        )));
+        router.register(Arc::new(
+            AuthController::new(
+                Arc::clone(&audited),
+                Arc::clone(&cache),
+                secret.clone(),
+                passwords,
+                TokenConfig {
+                    default_ttl_ms: config.security.token_expires_in_ms,
+                    max_ttl_ms: config.security.token_max_ttl_ms,
+                    refresh_grace_ms: config.security.refresh_grace_ms,
+                },
+                Arc::clone(&failures),
+            )
+            .with_cookies(CookieConfig {
+                enabled: config.http.cookie_authentication,
+                options: tollgate_protocol::cookie::CookieOptions {
+                    secure: config.http.cookie_secure,
+                },
+            }),
+        ));
         router.register(Arc::new(IndexController(catalog.clone())));
         router.register(Arc::new(CollectionController(catalog)));
         for controller in ext.controllers {
@@ -349,6 +357,7 @@ impl Server {
             GateConfig {
                 logins_per_second: config.security.logins_per_second,
                 logins_per_second_per_ip: config.security.logins_per_second_per_ip,
+                cookie_authentication: config.http.cookie_authentication,
             },
             failures,
         ));
@@ -406,6 +415,7 @@ impl Server {
                     .iter()
                     .filter_map(|p| p.parse().ok())
                     .collect(),
+                cookie_authentication: config.http.cookie_authentication,
             },
             Arc::clone(&node),
             Some(ws),

@@ -272,6 +272,7 @@ mod tests {
         let c = ServerController::new(Arc::from("n"), Arc::default(), vec![Arc::new(Down)]);
         let ctx = Context {
             connection: Arc::new(ConnectionInfo::new(Protocol::Http, None, None)),
+            reply: Default::default(),
             caller: Caller::anonymous(),
         };
         let req = Request::from_json(json!({"controller":"server","action":"healthCheck"}), None)

@@ -781,17 +781,26 @@ async fn login_errors_and_token_checks() {
         .call(with_jwt(req("server", "now", json!({})), "kapikey-abc"))
         .await;
     assert_error(&r, "security.token.invalid", 401, "");
+    // `cookieAuth` is served (cookie authentication, `protocol.md` §6.1, tests/it/cookie.rs):
+    // over WebSocket it changes nothing, the token is used as usual.
     let r = c
         .call(with_jwt(
             req("server", "now", json!({"cookieAuth":true})),
             &jwt,
         ))
         .await;
+    assert_eq!(r["status"], 200, "{r}");
+    let r = c
+        .call(with_jwt(
+            req("server", "now", json!({"cookieAuth":"yes"})),
+            &jwt,
+        ))
+        .await;
     assert_error(
         &r,
-        "security.cookie.unsupported",
-        500,
-        "Cookie authentication not supported.",
+        "api.assert.invalid_type",
+        400,
+        "Wrong type for argument \"cookieAuth\" (expected: boolean)",
     );
     // getCurrentUser, as admin and as anonymous.
     let r = c

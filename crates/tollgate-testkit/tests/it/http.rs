@@ -64,6 +64,9 @@ async fn now_success_envelope_and_headers() {
         Some("GET,POST,PUT,PATCH,DELETE,OPTIONS,HEAD")
     );
     assert_eq!(r.header("access-control-allow-origin"), None);
+    // Cookie authentication is on by default (`protocol.md` §6.1, tests/it/cookie.rs).
+    assert_eq!(r.header("access-control-allow-credentials"), Some("true"));
+    assert_eq!(r.header("set-cookie"), None);
     assert_eq!(r.header("vary"), None);
     assert_eq!(r.header("connection"), None);
     assert!(r.header("date").is_some());

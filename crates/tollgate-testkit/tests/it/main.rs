@@ -5,6 +5,7 @@ mod audit;
 mod auth;
 mod catalog;
 mod contention;
+mod cookie;
 mod credentials;
 mod dryrun;
 mod hardening;

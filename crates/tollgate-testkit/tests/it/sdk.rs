@@ -8,7 +8,10 @@
 //! revoking the other token) and
 //! `sdk-tests/api_keys.mjs` (API keys: created, searched, used as the SDK's token, deleted) and
 //! `sdk-tests/bulk.mjs` (createRestrictedUser, replaceUser, revokeTokens, mDeleteUsers with a partial
-//! failure, mDeleteProfiles, mDeleteRoles, security writes with `refresh: true`).
+//! failure, mDeleteProfiles, mDeleteRoles, security writes with `refresh: true`) and
+//! `sdk-tests/cookie_auth.mjs` (the SDK's browser cookie mode, `cookieAuth: true` over `Http`, with
+//! the `XMLHttpRequest` and cookie jar of `sdk-tests/xhr_shim.mjs`: login without jwt, the cookie
+//! as the only credential, checkToken, refreshToken, logout clearing it; HTTP only).
 //!
 //! Each script runs against a server on the default store (SQLite) and, in the `_postgresql`
 //! variants, against a node storing its data in PostgreSQL (a schema of its own in
@@ -300,6 +303,12 @@ async fn sdk_api_keys_http() {
 #[cfg_attr(no_node, ignore = "Node.js not found on the PATH")]
 async fn sdk_bulk_http() {
     run_sdk_script("sdk_bulk_http", "bulk.mjs", "http").await;
+}
+
+#[tokio::test]
+#[cfg_attr(no_node, ignore = "Node.js not found on the PATH")]
+async fn sdk_cookie_auth_http() {
+    run_sdk_script("sdk_cookie_auth_http", "cookie_auth.mjs", "http").await;
 }
 
 #[tokio::test]
