@@ -1,21 +1,31 @@
 //! A WebSocket text frame's payload → envelope, as `tollgate-ws` decodes a message: UTF-8 and JSON
-//! (a failure is answered as `network.websocket.unexpected_error`), the `{"p":1}` heartbeat, then
-//! `Request::from_json` with no imposed request id. A construction failure is answered as a bare
-//! error; a request gets its getters exercised and its envelopes serialized.
+//! straight into an `Envelope` (a failure is answered as `network.websocket.unexpected_error`), the
+//! `{"p":1}` heartbeat, then `Request::from_envelope` with no imposed request id. A construction
+//! failure is answered as a bare error; a request gets its getters exercised and its envelopes
+//! serialized. Differential: the payload parsed as a `Value` fails alike, and its split
+//! (`Envelope::from_value`, what `POST /_query` does) is the same envelope.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Value, json};
 use tollgate_fuzz::{check_error, exercise_request, serialize};
 use tollgate_protocol::errors::NETWORK_WEBSOCKET_UNEXPECTED_ERROR;
-use tollgate_protocol::{KuzzleError, Request, Response};
+use tollgate_protocol::{Envelope, KuzzleError, Request, Response};
 
 fuzz_target!(|payload: &[u8]| {
-    let parsed = std::str::from_utf8(payload)
-        .map_err(|e| format!("invalid UTF-8: {e}"))
-        .and_then(|text| serde_json::from_str::<Value>(text).map_err(|e| e.to_string()));
-    let value = match parsed {
-        Ok(value) => value,
+    let text = std::str::from_utf8(payload).map_err(|e| format!("invalid UTF-8: {e}"));
+    let parsed = text
+        .clone()
+        .and_then(|text| serde_json::from_str::<Envelope>(text).map_err(|e| e.to_string()));
+    let as_value =
+        text.and_then(|text| serde_json::from_str::<Value>(text).map_err(|e| e.to_string()));
+    assert_eq!(
+        parsed.as_ref().err(),
+        as_value.as_ref().err(),
+        "an envelope and a value parse fail alike"
+    );
+    let envelope = match parsed {
+        Ok(envelope) => envelope,
         Err(reason) => {
             // Answered as `network.websocket.unexpected_error` with the reason.
             let e = KuzzleError::new(
@@ -26,17 +36,28 @@ fuzz_target!(|payload: &[u8]| {
             return serialize(&Response::bare_failure("req-fuzz".to_owned(), e));
         }
     };
-    if let Value::Object(map) = &value
-        && map.len() == 1
-        && map.get("p") == Some(&json!(1))
-    {
+    let Ok(value) = as_value else {
+        unreachable!("the value parse failed alike")
+    };
+    let heartbeat =
+        matches!(&value, Value::Object(map) if map.len() == 1 && map.get("p") == Some(&json!(1)));
+    assert_eq!(
+        envelope.sole_argument() == Some(("p", &json!(1))),
+        heartbeat
+    );
+    if heartbeat {
         return;
     }
-    let sent_id = match value.get("requestId") {
-        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
-        _ => None,
-    };
-    match Request::from_json(value, None) {
+    // The frame parsed straight into an envelope is the split of its value.
+    let split = Envelope::from_value(value);
+    assert_eq!(
+        format!("{envelope:?}"),
+        format!("{split:?}"),
+        "the parse is the split of the value"
+    );
+    let sent_id = envelope.request_id().map(str::to_owned);
+    let outcome = Request::from_envelope(envelope, None);
+    match outcome {
         Ok(req) => {
             if let Some(id) = &sent_id {
                 assert_eq!(&req.request_id, id, "the client's requestId is kept");

@@ -65,7 +65,21 @@ pub struct CachedProfile {
 
 /// `{"_id","_version","_source"}` of a document, serialized.
 fn result_json(doc: &Doc) -> Arc<RawValue> {
-    let value = serde_json::json!({"_id": doc.id, "_version": doc.version, "_source": doc.body});
+    /// `{"_id":…,"_version":…,"_source":…}`, serialized from the document in place.
+    #[derive(serde::Serialize)]
+    struct Result<'a> {
+        #[serde(rename = "_id")]
+        id: &'a str,
+        #[serde(rename = "_version")]
+        version: &'a u64,
+        #[serde(rename = "_source")]
+        source: &'a Value,
+    }
+    let value = Result {
+        id: &doc.id,
+        version: &doc.version,
+        source: &doc.body,
+    };
     match serde_json::value::to_raw_value(&value) {
         Ok(raw) => Arc::from(raw),
         // Serializing a JSON value cannot fail; keep a valid document should it ever.
@@ -121,21 +135,41 @@ impl RoleLookup for SecuritySnapshot {
     }
 }
 
-fn source(doc: &Doc) -> Map<String, Value> {
-    doc.body.as_object().cloned().unwrap_or_default()
+fn source(doc: &Doc) -> &Map<String, Value> {
+    static EMPTY: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
+    doc.body
+        .as_object()
+        .unwrap_or_else(|| EMPTY.get_or_init(Map::new))
 }
 
 impl SecuritySnapshot {
     pub(crate) fn apply(&mut self, kind: &str, id: &str, doc: Option<&Doc>) {
+        self.apply_with(kind, id, doc, true);
+    }
+
+    /// [`SecuritySnapshot::apply`] for a snapshot that only answers rights questions (a change's
+    /// would-be state): the entries' result JSON is not made (it is `null`).
+    pub(crate) fn apply_rights(&mut self, kind: &str, id: &str, doc: Option<&Doc>) {
+        self.apply_with(kind, id, doc, false);
+    }
+
+    fn apply_with(&mut self, kind: &str, id: &str, doc: Option<&Doc>, results: bool) {
+        let result = |doc: &Doc| {
+            if results {
+                result_json(doc)
+            } else {
+                Arc::from(RawValue::NULL.to_owned())
+            }
+        };
         match (kind, doc) {
             (ROLE, Some(doc)) => {
-                let rights = RoleRights::from_source(&source(doc));
+                let rights = RoleRights::from_source(source(doc));
                 self.roles.insert(
                     id.to_owned(),
                     Arc::new(CachedRole {
                         doc: doc.clone(),
                         rights,
-                        result: result_json(doc),
+                        result: result(doc),
                     }),
                 );
             }
@@ -143,13 +177,13 @@ impl SecuritySnapshot {
                 self.roles.remove(id);
             }
             (PROFILE, Some(doc)) => {
-                let rights = ProfileRights::from_source(&source(doc));
+                let rights = ProfileRights::from_source(source(doc));
                 self.profiles.insert(
                     id.to_owned(),
                     Arc::new(CachedProfile {
                         doc: doc.clone(),
                         rights,
-                        result: result_json(doc),
+                        result: result(doc),
                     }),
                 );
             }

@@ -125,7 +125,7 @@ pub(crate) async fn guard(
                 version: 0,
                 body: body.clone(),
             });
-            after.apply(kind, id, doc.as_ref());
+            after.apply_rights(kind, id, doc.as_ref());
         }
     }
     // Everyone, even without a token, can administer: nobody is locked out.
