@@ -196,7 +196,7 @@ fn build_fixture() -> Fixture {
             TokenConfig::default(),
             Arc::new(AuthFailures::new(0)),
         )));
-        router.register(Arc::new(IndexController(catalog.clone())));
+        router.register(Arc::new(IndexController::new(catalog.clone())));
         router.register(Arc::new(CollectionController(catalog.clone())));
         (store, cache, catalog, router)
     });

@@ -8,11 +8,12 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde_json::{Map, Value, json};
-use tollgate_core::{ActionDef, ArgType, Context, Controller, route};
+use tollgate_core::{ActionDef, ArgType, Context, Controller, Gate, route};
 use tollgate_protocol::errors::{
     SERVICES_STORAGE_INDEX_ALREADY_EXISTS, SERVICES_STORAGE_INVALID_COLLECTION_NAME,
     SERVICES_STORAGE_INVALID_INDEX_NAME, SERVICES_STORAGE_TOO_MANY_CHANGES,
-    SERVICES_STORAGE_UNKNOWN_INDEX,
+    SERVICES_STORAGE_UNKNOWN_COLLECTION, SERVICES_STORAGE_UNKNOWN_INDEX,
+    SERVICES_STORAGE_WRITE_LIMIT_EXCEEDED,
 };
 use tollgate_protocol::{KuzzleError, Request};
 use tollgate_storage::{Expect, Op, Store, StoreError};
@@ -178,6 +179,36 @@ impl Catalog {
         ))
     }
 
+    /// Removes `collection` from `index`: `unknown_index` / `unknown_collection` (412) when either
+    /// is not in the catalog. Profiles naming it keep their `restrictedTo` entries, as with
+    /// `index:delete`.
+    async fn delete_collection(&self, index: &str, collection: &str) -> Result<(), KuzzleError> {
+        let ops = vec![
+            Op::Check {
+                kind: INDEX,
+                id: index.to_owned(),
+                expect: Expect::Present,
+            },
+            Op::Delete {
+                kind: COLLECTION,
+                id: collection_id(index, collection),
+                expect: Expect::Present,
+            },
+        ];
+        match self.store.commit(ops).await {
+            Ok(_) => Ok(()),
+            Err(StoreError::Conflict { index: 0 }) => Err(KuzzleError::new(
+                &SERVICES_STORAGE_UNKNOWN_INDEX,
+                vec![json!(index)],
+            )),
+            Err(StoreError::Conflict { .. }) => Err(KuzzleError::new(
+                &SERVICES_STORAGE_UNKNOWN_COLLECTION,
+                vec![json!(index), json!(collection)],
+            )),
+            Err(e) => Err(store_error(e)),
+        }
+    }
+
     async fn create_collection(&self, index: &str, collection: &str) -> Result<(), KuzzleError> {
         for _ in 0..ATTEMPTS {
             let mut ops = Vec::new();
@@ -234,7 +265,79 @@ fn required_field<'a>(value: Option<&'a str>, name: &str) -> Result<&'a str, Kuz
 }
 
 /// The `index` controller.
-pub struct IndexController(pub Catalog);
+pub struct IndexController {
+    catalog: Catalog,
+    /// Decides which indexes of an `mDelete` the caller may delete (`index:delete` on each); without
+    /// one, every index may be.
+    gate: Option<Arc<dyn Gate>>,
+    /// Most indexes one `mDelete` may name (`limits.documentsWriteCount`).
+    write_limit: u64,
+}
+
+impl IndexController {
+    pub fn new(catalog: Catalog) -> Self {
+        Self {
+            catalog,
+            gate: None,
+            write_limit: 200,
+        }
+    }
+
+    /// `index:mDelete` deletes only the indexes `gate` lets the caller delete.
+    pub fn with_gate(mut self, gate: Arc<dyn Gate>) -> Self {
+        self.gate = Some(gate);
+        self
+    }
+
+    /// At most `limit` indexes per `index:mDelete` (413 `write_limit_exceeded` past it).
+    pub fn with_write_limit(mut self, limit: u64) -> Self {
+        self.write_limit = limit;
+        self
+    }
+
+    /// `index:mDelete`: the listed indexes that exist and that the caller may delete
+    /// (`index:delete` on that index), deleted; `{"deleted": [...]}` in index order. Unknown names
+    /// and forbidden indexes are skipped, as Kuzzle does.
+    async fn m_delete(&self, req: &Request, ctx: &Context) -> Result<Value, KuzzleError> {
+        let wanted = match req.body.as_ref().and_then(|b| b.get("indexes")) {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(names)) => {
+                if names.len() as u64 > self.write_limit {
+                    return Err(KuzzleError::plain(&SERVICES_STORAGE_WRITE_LIMIT_EXCEEDED));
+                }
+                names
+                    .iter()
+                    .map(Value::as_str)
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| KuzzleError::invalid_type("body.indexes", "string[]"))?
+            }
+            Some(_) => return Err(KuzzleError::invalid_type("body.indexes", "array")),
+        };
+        let mut deleted = Vec::new();
+        for index in self.catalog.indexes().await? {
+            if !wanted.contains(&index.as_str()) {
+                continue;
+            }
+            if let Some(gate) = &self.gate {
+                let check = Request::from_json(
+                    json!({"controller": "index", "action": "delete", "index": index}),
+                    Some(String::new()),
+                )
+                .map_err(|e| e.error)?;
+                if gate.authorize(&check, &ctx.caller).await.is_err() {
+                    continue;
+                }
+            }
+            match self.catalog.delete_index(&index).await {
+                Ok(()) => deleted.push(index),
+                // Deleted meanwhile by another request: not deleted by this one.
+                Err(e) if e.id() == SERVICES_STORAGE_UNKNOWN_INDEX.id => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(json!({ "deleted": deleted }))
+    }
+}
 /// The `collection` controller.
 pub struct CollectionController(pub Catalog);
 
@@ -257,6 +360,20 @@ impl Controller for IndexController {
             ActionDef::new("delete", &[route("DELETE", "/:index")])
                 .describe("Deletes an index and its collections.")
                 .required("index", ArgType::String, INDEX_ARG),
+            ActionDef::new(
+                "mDelete",
+                &[route("DELETE", "/_mDelete"), route("DELETE", "/_mdelete")],
+            )
+            .describe(
+                "Deletes the listed indexes that exist and that the caller may delete \
+                 (index:delete on each); the others are skipped. `{\"deleted\": [names]}`.",
+            )
+            .body(false, "The indexes to delete.")
+            .field(
+                "indexes",
+                ArgType::ArrayOf(&ArgType::String),
+                "Index names (at most limits.documentsWriteCount).",
+            ),
             ActionDef::new("exists", &[route("GET", "/:index/_exists")])
                 .describe("Whether an index exists: true or false.")
                 .required("index", ArgType::String, INDEX_ARG),
@@ -270,14 +387,10 @@ impl Controller for IndexController {
         ]
     }
 
-    async fn call(
-        &self,
-        action: &str,
-        req: &Request,
-        _ctx: &Context,
-    ) -> Result<Value, KuzzleError> {
-        let catalog = &self.0;
+    async fn call(&self, action: &str, req: &Request, ctx: &Context) -> Result<Value, KuzzleError> {
+        let catalog = &self.catalog;
         match action {
+            "mDelete" => self.m_delete(req, ctx).await,
             "create" => {
                 let index = required_field(req.index_name(), "index")?;
                 if !valid_name(index) {
@@ -340,6 +453,10 @@ impl Controller for CollectionController {
                 )
                 .field("mappings", ArgType::Object, "Ignored.")
                 .field("settings", ArgType::Object, "Ignored."),
+            ActionDef::new("delete", &[route("DELETE", "/:index/:collection")])
+                .describe("Deletes a collection from the catalog. The result is null.")
+                .required("index", ArgType::String, INDEX_ARG)
+                .required("collection", ArgType::String, COLLECTION_ARG),
             ActionDef::new("exists", &[route("GET", "/:index/:collection/_exists")])
                 .describe("Whether a collection exists: true or false.")
                 .required("index", ArgType::String, INDEX_ARG)
@@ -390,6 +507,12 @@ impl Controller for CollectionController {
                 }
                 catalog.create_collection(index, collection).await?;
                 Ok(json!({"acknowledged": true}))
+            }
+            "delete" => {
+                let index = required_field(req.index_name(), "index")?;
+                let collection = required_field(req.collection_name(), "collection")?;
+                catalog.delete_collection(index, collection).await?;
+                Ok(Value::Null)
             }
             "exists" => {
                 let index = required_field(req.index_name(), "index")?;

@@ -227,8 +227,6 @@ pub struct RouteEntry {
 /// not fall into an in-scope placeholder route, and resolve to a not-found action after the rights
 /// check.
 pub const RESERVED_ROUTES: &[(&str, &str, &str, &str)] = &[
-    ("DELETE", "/_mDelete", "index", "mDelete"),
-    ("DELETE", "/_mdelete", "index", "mDelete"),
     ("DELETE", "/ms", "ms", "del"),
     ("GET", "/ms/_exists", "ms", "exists"),
 ];

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Parser;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Command-line flags. Each one also reads its environment variable; the flag wins over it.
 #[derive(Debug, Clone, Default, Parser)]
@@ -67,6 +67,26 @@ impl DatabaseUrl {
     }
 }
 
+/// Serialized (`server:getConfig`) with its password replaced by `***`, as in its `Debug` form.
+impl Serialize for DatabaseUrl {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&tollgate_storage::postgres::redact_url(&self.0))
+    }
+}
+
+/// A path, serialized as text (bytes that are not UTF-8 shown as U+FFFD).
+fn lossy_path<S: serde::Serializer>(path: &std::path::Path, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&path.to_string_lossy())
+}
+
+/// A secret setting, serialized as `"***"` when set, `null` when not.
+fn redacted<S: serde::Serializer>(value: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(_) => s.serialize_str("***"),
+        None => s.serialize_none(),
+    }
+}
+
 impl std::fmt::Debug for DatabaseUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{:?}", tollgate_storage::postgres::redact_url(&self.0))
@@ -87,7 +107,7 @@ impl From<&str> for DatabaseUrl {
 }
 
 /// The whole configuration, as read from the TOML file.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub server: ServerSection,
@@ -101,7 +121,7 @@ pub struct Config {
 }
 
 /// `GET /_metrics` (Prometheus text format).
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct MetricsSection {
     /// `off` (no endpoint: 404), `open` (anyone reaching the port), or `token` (a token whose user
@@ -117,11 +137,13 @@ impl Default for MetricsSection {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct SecuritySection {
     /// Token signing secret (`security.authToken.secret`). When absent, 64 random bytes are generated
-    /// at first start and kept in the store, shared by every node.
+    /// at first start and kept in the store, shared by every node. Serialized (`server:getConfig`)
+    /// as `"***"`, never in clear.
+    #[serde(serialize_with = "redacted")]
     pub jwt_secret: Option<String>,
     /// Default token lifetime in ms (`security.authToken.expiresIn`, 1 h).
     pub token_expires_in_ms: i64,
@@ -181,7 +203,7 @@ impl Default for SecuritySection {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct StorageSection {
     /// `sqlite` (durable, in `server.data_dir`), `postgresql` (a database shared by several nodes,
@@ -203,12 +225,13 @@ impl Default for StorageSection {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerSection {
     /// `0.0.0.0:7512` by default.
     pub listen: String,
     /// `./data` by default.
+    #[serde(serialize_with = "lossy_path")]
     pub data_dir: PathBuf,
     /// Node id; generated when absent.
     pub node_id: Option<String>,
@@ -223,7 +246,7 @@ pub struct ServerSection {
     pub shutdown_grace_ms: u64,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpSection {
     /// Compress responses for clients that accept gzip or deflate.
@@ -261,7 +284,7 @@ pub struct HttpSection {
     pub cookie_secure: bool,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct WebSocketSection {
     /// Idle timeout in milliseconds (values below 1 s mean 60 s).
@@ -276,7 +299,7 @@ pub struct WebSocketSection {
     pub read_buffer_size: usize,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct LimitsSection {
     pub concurrent_requests: usize,
@@ -291,7 +314,7 @@ pub struct LimitsSection {
     pub max_scroll_cursors: usize,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogSection {
     /// `human` or `json`.
@@ -645,6 +668,36 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn serialized_configuration_hides_secrets() {
+        let mut config = Config::default();
+        config.security.jwt_secret = Some("secret-value-of-the-tokens".into());
+        for (url, shown) in [
+            (
+                "postgres://app:pw1@db:5432/tg",
+                "postgres://app:***@db:5432/tg",
+            ),
+            (
+                "postgres://db/tg?password=pw1&user=app",
+                "postgres://db/tg?password=***&user=app",
+            ),
+            (
+                "host=db password=pw1 user=app",
+                "host=db password=*** user=app",
+            ),
+        ] {
+            config.storage.url = Some(DatabaseUrl::from(url));
+            let value = serde_json::to_value(&config).unwrap_or_default();
+            let text = value.to_string();
+            assert!(
+                !text.contains("pw1") && !text.contains("secret-value"),
+                "{text}"
+            );
+            assert_eq!(value["storage"]["url"], shown);
+            assert_eq!(value["security"]["jwt_secret"], "***");
+        }
+    }
 
     #[test]
     fn subcommands_take_no_server_flags() {

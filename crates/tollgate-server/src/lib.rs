@@ -38,7 +38,7 @@ use tollgate_storage::{Expect, Op, Store};
 use tollgate_ws::{WsConfig, WsFrontend};
 
 pub use config::{Cli, Config, ConfigError, Settings};
-pub use server_controller::{HealthProbe, ServerController};
+pub use server_controller::{HealthProbe, Reported, ServerController};
 
 /// Everything a server needs besides its configuration. Tests add controllers here.
 #[derive(Default)]
@@ -216,6 +216,25 @@ async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
     })
 }
 
+/// The configuration as `server:getConfig` and `server:capabilities` report it: secrets are `***`
+/// (`config.rs` serializes them so), the limits under Kuzzle's names.
+fn reported(config: &Config) -> Reported {
+    let limits = serde_json::json!({
+        "concurrentRequests": config.limits.concurrent_requests,
+        "documentsFetchCount": config.limits.documents_fetch_count,
+        "documentsWriteCount": config.limits.documents_write_count,
+        "loginsPerSecond": config.security.logins_per_second,
+        "maxScrollDuration": config.limits.max_scroll_duration_ms,
+        "requestsBufferSize": config.limits.requests_buffer_size,
+    });
+    let config = serde_json::to_value(config).unwrap_or_else(|e| {
+        // Every field serializes to JSON (paths as lossy text): not expected to happen.
+        tracing::warn!("server:getConfig: the configuration cannot be shown: {e}");
+        serde_json::json!({})
+    });
+    Reported { config, limits }
+}
+
 impl Server {
     /// Starts serving on `listener` with a validated configuration.
     pub async fn start(
@@ -282,7 +301,8 @@ impl Server {
         router.register(Arc::new(
             ServerController::new(Arc::clone(&node), Arc::clone(&routes), probes)
                 .with_store(Arc::clone(&store))
-                .with_openapi(Arc::clone(&openapi)),
+                .with_openapi(Arc::clone(&openapi))
+                .with_config(reported(&config)),
         ));
         router.register(Arc::new(
             SecurityController::new(
@@ -304,18 +324,28 @@ impl Server {
         let failures = Arc::new(AuthFailures::new(
             config.security.failed_auth_per_minute_per_ip,
         ));
+        let gate: Arc<dyn Gate> = Arc::new(SecurityGate::new(
+            Arc::clone(&cache),
+            secret.clone(),
+            GateConfig {
+                logins_per_second: config.security.logins_per_second,
+                logins_per_second_per_ip: config.security.logins_per_second_per_ip,
+                cookie_authentication: config.http.cookie_authentication,
+            },
+            Arc::clone(&failures),
+        ));
         router.register(Arc::new(
             AuthController::new(
                 Arc::clone(&audited),
                 Arc::clone(&cache),
-                secret.clone(),
+                secret,
                 passwords,
                 TokenConfig {
                     default_ttl_ms: config.security.token_expires_in_ms,
                     max_ttl_ms: config.security.token_max_ttl_ms,
                     refresh_grace_ms: config.security.refresh_grace_ms,
                 },
-                Arc::clone(&failures),
+                failures,
             )
             .with_cookies(CookieConfig {
                 enabled: config.http.cookie_authentication,
@@ -324,7 +354,11 @@ impl Server {
                 },
             }),
         ));
-        router.register(Arc::new(IndexController(catalog.clone())));
+        router.register(Arc::new(
+            IndexController::new(catalog.clone())
+                .with_gate(Arc::clone(&gate))
+                .with_write_limit(config.limits.documents_write_count),
+        ));
         router.register(Arc::new(CollectionController(catalog)));
         for controller in ext.controllers {
             router.register(controller);
@@ -351,16 +385,6 @@ impl Server {
         ));
         let router = Arc::new(router);
 
-        let gate: Arc<dyn Gate> = Arc::new(SecurityGate::new(
-            Arc::clone(&cache),
-            secret,
-            GateConfig {
-                logins_per_second: config.security.logins_per_second,
-                logins_per_second_per_ip: config.security.logins_per_second_per_ip,
-                cookie_authentication: config.http.cookie_authentication,
-            },
-            failures,
-        ));
         shutdown.spawn(housekeeping(
             Arc::clone(&cache),
             Arc::clone(&store),

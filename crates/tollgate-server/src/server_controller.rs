@@ -1,5 +1,5 @@
 //! The `server` controller: `now`, `info`, `healthCheck`, `publicApi`, `openapi`, `adminExists`
-//! (`routes.md` §1).
+//! (`routes.md` §1), `capabilities` and `getConfig` (`docs/api/server.md`).
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -35,6 +35,17 @@ pub struct ServerController {
     probes: Vec<Arc<dyn HealthProbe>>,
     /// The store `adminExists` reads; without one the action is not served.
     store: Option<Arc<dyn Store>>,
+    /// What `getConfig` and `capabilities` report; without it neither is served.
+    config: Option<Reported>,
+}
+
+/// The configuration as `server:getConfig` and `server:capabilities` report it.
+#[derive(Debug, Clone)]
+pub struct Reported {
+    /// The whole configuration, secrets already replaced by `***`.
+    pub config: Value,
+    /// The request limits, under Kuzzle's `limits` names.
+    pub limits: Value,
 }
 
 impl ServerController {
@@ -50,7 +61,37 @@ impl ServerController {
             openapi: Arc::default(),
             probes,
             store: None,
+            config: None,
         }
+    }
+
+    /// Serves `server:getConfig` and `server:capabilities` from `reported`.
+    pub fn with_config(mut self, reported: Reported) -> Self {
+        self.config = Some(reported);
+        self
+    }
+
+    /// `server:capabilities`: what a client may rely on (Kuzzle's shape): the limits, the plugins
+    /// (none), the route table, the services with their engine and version, the API level.
+    fn capabilities(&self, reported: &Reported) -> Value {
+        let services: Map<String, Value> = self
+            .probes
+            .iter()
+            .map(|p| {
+                let info = p.info();
+                (
+                    p.name().to_owned(),
+                    json!({"backend": info["type"], "version": info["version"]}),
+                )
+            })
+            .collect();
+        json!({
+            "limits": reported.limits,
+            "plugins": {},
+            "routes": self.route_table(),
+            "services": services,
+            "version": KUZZLE_API_VERSION,
+        })
     }
 
     /// Serves `server:openapi` from `document`, filled once the router is complete.
@@ -206,6 +247,17 @@ impl Controller for ServerController {
                     .describe("Whether some user holds the profile admin: `{\"exists\": bool}`."),
             );
         }
+        if self.config.is_some() {
+            actions.push(
+                ActionDef::new("capabilities", &[route("GET", "/_capabilities")]).describe(
+                    "What clients may rely on: `{limits, plugins, routes, services, version}`.",
+                ),
+            );
+            actions.push(
+                ActionDef::new("getConfig", &[route("GET", "/_getConfig")])
+                    .describe("The server's configuration, every secret replaced by \"***\"."),
+            );
+        }
         actions
     }
 
@@ -221,6 +273,18 @@ impl Controller for ServerController {
             "openapi" => self.openapi(req),
             "healthCheck" => self.health(req).await,
             "adminExists" => self.admin_exists().await,
+            "capabilities" | "getConfig" => {
+                let Some(reported) = &self.config else {
+                    return Err(KuzzleError::internal(format!(
+                        "server:{action} has no configuration"
+                    )));
+                };
+                Ok(if action == "getConfig" {
+                    reported.config.clone()
+                } else {
+                    self.capabilities(reported)
+                })
+            }
             "info" => {
                 let services: Map<String, Value> = self
                     .probes

@@ -21,6 +21,7 @@ mod sdk;
 mod search;
 mod security;
 mod security_api;
+mod server_config;
 mod shutdown;
 mod users_bulk;
 mod ws;
