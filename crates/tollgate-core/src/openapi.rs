@@ -203,7 +203,7 @@ fn operation(controller: &str, action: &ActionDef, path: &str, n: usize) -> Valu
             request_body(action, body.required, body.description),
         );
     }
-    op.insert("responses".into(), responses(controller, action.name));
+    op.insert("responses".into(), responses(controller, action));
     Value::Object(op)
 }
 
@@ -259,11 +259,22 @@ fn request_body(action: &ActionDef, required: bool, description: &str) -> Value 
     })
 }
 
-fn responses(controller: &str, action: &str) -> Value {
+fn responses(controller: &str, def: &ActionDef) -> Value {
+    let action = def.name;
     let success = if (controller, action) == ("server", "openapi") {
         json!({
             "description": "The OpenAPI document, sent as is (not in an envelope) over HTTP.",
             "content": {"application/json": {"schema": {"type": "object"}}},
+        })
+    } else if !def.text_body.is_empty() {
+        let content: serde_json::Map<String, Value> = def
+            .text_body
+            .iter()
+            .map(|t| ((*t).to_owned(), json!({"schema": {"type": "string"}})))
+            .collect();
+        json!({
+            "description": "The result, a text sent as is (not in an envelope) over HTTP.",
+            "content": content,
         })
     } else {
         json!({"$ref": "#/components/responses/Success"})

@@ -97,6 +97,9 @@ pub struct ActionDef {
     pub args: Vec<ArgDef>,
     pub body: Option<BodyDef>,
     pub description: &'static str,
+    /// The content types of a success answered over HTTP as a bare text body instead of an envelope
+    /// (the action sets `Content-Type`); empty for envelope answers.
+    pub text_body: &'static [&'static str],
 }
 
 impl ActionDef {
@@ -107,7 +110,15 @@ impl ActionDef {
             args: Vec::new(),
             body: None,
             description: "",
+            text_body: &[],
         }
+    }
+
+    /// A success is answered over HTTP as a text body of one of `content_types` (the action's
+    /// result, a string, with the `Content-Type` it sets), not as an envelope.
+    pub fn text_body(mut self, content_types: &'static [&'static str]) -> Self {
+        self.text_body = content_types;
+        self
     }
 
     /// A short description of what the action does.

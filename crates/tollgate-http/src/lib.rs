@@ -39,7 +39,9 @@ use tollgate_protocol::errors::{
     API_PROCESS_OVERLOADED, NETWORK_HTTP_REQUEST_TOO_LARGE, NETWORK_HTTP_UNEXPECTED_ERROR,
     NETWORK_HTTP_UNSUPPORTED_VERB, NETWORK_HTTP_URL_NOT_FOUND, NETWORK_HTTP_VOLATILE_PARSE_FAILED,
 };
-use tollgate_protocol::{Encoding, KuzzleError, Request, Response, new_request_id, to_json_bytes};
+use tollgate_protocol::{
+    Encoding, KuzzleError, Payload, Request, Response, new_request_id, to_json_bytes,
+};
 
 use crate::routes::{RouteError, RouteTree};
 
@@ -618,15 +620,35 @@ impl HttpFrontend {
             let bytes = to_json_bytes(&response.result, reply.pretty);
             return self.finish_json(response.status, bytes, reply);
         }
-        let bytes = response.to_bytes(
-            &self.node,
-            Encoding {
-                room: false,
-                pretty: reply.pretty,
-            },
-        );
+        // A text result whose action set its `Content-Type` (`security:exportUsers`) is the body
+        // itself, as Kuzzle streams `document:export`.
+        let text_body = match &response.result {
+            Payload::Value(Value::String(text))
+                if response.error.is_none()
+                    && response
+                        .headers
+                        .iter()
+                        .any(|(name, _)| name.eq_ignore_ascii_case("content-type")) =>
+            {
+                Some(text.as_bytes().to_vec())
+            }
+            _ => None,
+        };
+        let text = text_body.is_some();
+        let bytes = text_body.unwrap_or_else(|| {
+            response.to_bytes(
+                &self.node,
+                Encoding {
+                    room: false,
+                    pretty: reply.pretty,
+                },
+            )
+        });
         let mut answer = self.finish_json(response.status, bytes, reply);
         let h = answer.headers_mut();
+        if text {
+            h.remove(CONTENT_TYPE);
+        }
         for (name, value) in &response.headers {
             // Headers come from actions, not from clients; one that is not a valid field is dropped.
             if let (Ok(name), Ok(value)) = (

@@ -1180,6 +1180,7 @@ impl Controller for SecurityController {
         .into_iter()
         .chain(crate::credentials::security_actions())
         .chain(crate::apikeys::security_actions())
+        .chain(crate::export::security_actions())
         .chain(crate::bulk::actions())
         .collect()
     }
@@ -1231,6 +1232,7 @@ impl Controller for SecurityController {
             "mGetUsers" => self.mget_users(req).await,
             "searchUsers" => self.search_users(req).await,
             "scrollUsers" => self.scroll(USER, req),
+            "exportUsers" => self.export_users(req, ctx).await,
             "updateUser" => self.update_user(req, ctx).await,
             "deleteUser" => self.delete_user(req).await,
             "getUserRights" => self.user_rights(req).await,

@@ -17,6 +17,7 @@ pub mod cache;
 pub mod controller;
 pub mod credentials;
 pub mod dryrun;
+pub mod export;
 pub mod gate;
 pub mod lockout;
 pub mod mapping;

@@ -8,6 +8,7 @@ mod contention;
 mod cookie;
 mod credentials;
 mod dryrun;
+mod export_users;
 mod hardening;
 mod http;
 mod lifecycle;

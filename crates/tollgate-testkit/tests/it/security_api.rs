@@ -424,8 +424,8 @@ async fn public_api_against_the_kuzzle_action_list() {
         .map(|(c, a)| format!("{c}:{a}"))
         .collect();
     println!(
-        "Kuzzle 2.56 auth/security/server actions served: {} of {}; not yet served ({}):",
-        served.len(),
+        "Kuzzle 2.56 auth/security/server actions served: {} of {}; not served ({}, each with its reason in docs/api/):",
+        kuzzle.len() - missing.len(),
         kuzzle.len(),
         missing.len()
     );
