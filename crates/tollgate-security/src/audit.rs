@@ -8,6 +8,7 @@
 //! each batch committed while serving a request ([`tollgate_core::scope`]). Writes made outside a request (the
 //! bootstrap, housekeeping) are not audited.
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
@@ -28,14 +29,17 @@ const AUDITED: &[Kind] = &[ROLE, PROFILE, USER, CREDENTIAL, INDEX, COLLECTION, A
 
 /// An audited body without its secrets: an API key's `fingerprint` (the hash of its token) never
 /// enters a record.
-fn redacted(kind: Kind, body: Option<&Value>) -> Option<Value> {
-    let mut body = body.cloned()?;
+fn redacted(kind: Kind, body: Option<&Value>) -> Option<Cow<'_, Value>> {
+    let body = body?;
     if kind == API_KEY
-        && let Value::Object(map) = &mut body
+        && let Value::Object(map) = body
+        && map.contains_key("fingerprint")
     {
+        let mut map = map.clone();
         map.shift_remove("fingerprint");
+        return Some(Cow::Owned(Value::Object(map)));
     }
-    Some(body)
+    Some(Cow::Borrowed(body))
 }
 
 /// The audit layer; see the module documentation.
@@ -107,6 +111,7 @@ impl Audit {
             for ((_, id, after), before) in targets.iter().filter(|t| t.0 == *kind).zip(before) {
                 let secret = *kind == CREDENTIAL;
                 let version_after = after.map(|_| before.as_ref().map_or(1, |d| d.version + 1));
+                // Borrowed unless a secret is taken out: the record copies the new document once.
                 let (before_body, after_body) = (
                     redacted(kind, before.as_ref().map(|d| &d.body)),
                     redacted(kind, *after),
@@ -114,12 +119,12 @@ impl Audit {
                 let diff = if secret {
                     Value::Null
                 } else {
-                    diff(before_body.as_ref(), after_body.as_ref())
+                    diff(before_body.as_deref(), after_body.as_deref())
                 };
-                let document = if secret {
-                    Value::Null
-                } else {
-                    after_body.unwrap_or(Value::Null)
+                let document = match after_body {
+                    _ if secret => Value::Null,
+                    Some(body) => body.into_owned(),
+                    None => Value::Null,
                 };
                 let n = self.counter.fetch_add(1, Ordering::Relaxed);
                 records.push(Op::Put {

@@ -316,10 +316,20 @@ pub(crate) async fn backoff() {
 }
 
 /// Splits a stored `_source` into the definition and its `_kuzzle_info`.
-fn split_source(doc: &Doc) -> (Map<String, Value>, Option<Value>) {
-    let mut map = doc.body.as_object().cloned().unwrap_or_default();
+/// A document's content without its `_kuzzle_info`, and that `_kuzzle_info`; the body is taken,
+/// not copied.
+fn split_source(doc: &mut Doc) -> (Map<String, Value>, Option<Value>) {
+    let mut map = match std::mem::take(&mut doc.body) {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    };
     let info = map.shift_remove("_kuzzle_info");
     (map, info)
+}
+
+/// A document's `_kuzzle_info`.
+fn info_of(doc: &Doc) -> Option<&Value> {
+    doc.body.get("_kuzzle_info")
 }
 
 fn with_info(mut source: Map<String, Value>, info: Value) -> Value {
@@ -367,13 +377,13 @@ impl SecurityController {
         };
         let mut conflicts = 0;
         loop {
-            let doc = self
+            let mut doc = self
                 .store
                 .get(PROFILE, id)
                 .await
                 .map_err(store_error)?
                 .ok_or_else(|| with_id(&SECURITY_PROFILE_NOT_FOUND, id))?;
-            let (mut merged, info) = split_source(&doc);
+            let (mut merged, info) = split_source(&mut doc);
             for (k, v) in body {
                 if !RESERVED_KEYS.contains(&k.as_str()) {
                     merged.insert(k.clone(), v.clone());
@@ -412,11 +422,8 @@ impl SecurityController {
             }
             match self.commit(ops).await {
                 Ok(c) => {
-                    return Ok(doc_result(
-                        id,
-                        c.versions.last().copied().flatten().unwrap_or(0),
-                        &source,
-                    ));
+                    let version = c.versions.last().copied().flatten().unwrap_or(0);
+                    return Ok(json!({"_id": id, "_version": version, "_source": source}));
                 }
                 Err(StoreError::Conflict { index }) if index < role_ids.len() => {
                     return Err(with_id(&SECURITY_ROLE_NOT_FOUND, &role_ids[index]));
@@ -489,7 +496,7 @@ impl SecurityController {
             }
             let (info, expect) = match &existing {
                 Some(doc) => (
-                    updated_info(split_source(doc).1.as_ref(), ctx.caller.audit_kuid()),
+                    updated_info(info_of(doc), ctx.caller.audit_kuid()),
                     Expect::Version(doc.version),
                 ),
                 None => (created_info(ctx.caller.audit_kuid()), Expect::Absent),
@@ -519,11 +526,8 @@ impl SecurityController {
             }
             match self.commit(ops).await {
                 Ok(c) => {
-                    return Ok(doc_result(
-                        id,
-                        c.versions.last().copied().flatten().unwrap_or(0),
-                        &source,
-                    ));
+                    let version = c.versions.last().copied().flatten().unwrap_or(0);
+                    return Ok(json!({"_id": id, "_version": version, "_source": source}));
                 }
                 Err(StoreError::Conflict { index }) if index < role_ids.len() => {
                     return Err(with_id(&SECURITY_ROLE_NOT_FOUND, &role_ids[index]));
@@ -710,7 +714,7 @@ impl SecurityController {
             let definition = validate::role(id, body, force)?;
             let source = with_info(
                 definition,
-                updated_info(split_source(&doc).1.as_ref(), ctx.caller.audit_kuid()),
+                updated_info(info_of(&doc), ctx.caller.audit_kuid()),
             );
             let mut ops = vec![Op::Put {
                 kind: ROLE,
@@ -738,11 +742,8 @@ impl SecurityController {
             }
             match self.commit(ops).await {
                 Ok(c) => {
-                    return Ok(doc_result(
-                        id,
-                        c.versions.last().copied().flatten().unwrap_or(0),
-                        &source,
-                    ));
+                    let version = c.versions.last().copied().flatten().unwrap_or(0);
+                    return Ok(json!({"_id": id, "_version": version, "_source": source}));
                 }
                 Err(StoreError::Conflict { .. }) => {
                     conflicts += 1;

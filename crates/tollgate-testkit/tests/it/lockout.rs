@@ -179,3 +179,39 @@ async fn allow_lockout_is_a_boolean_and_harmless_changes_pass() {
     .await;
     assert_eq!(r.status, 200, "{}", r.text());
 }
+
+#[tokio::test]
+async fn on_a_fresh_install_only_changes_to_the_anonymous_rights_can_lock_out() {
+    // No user yet: anonymous administers, through the role `anonymous` of the profile `anonymous`.
+    let s = TestServer::start().await;
+    let mut c = s.ws().await;
+    // A profile granting every right through the role `default` changes: anonymous still
+    // administers, so nothing is refused.
+    let r = c
+        .call(json!({"controller":"security","action":"updateProfile","_id":"default","body":{"rateLimit":5}}))
+        .await;
+    assert_eq!(r["status"], 200, "{r}");
+    let r = c
+        .call(json!({"controller":"security","action":"updateRole","_id":"default","body":{"controllers":{"auth":{"actions":{"*":true}}}}}))
+        .await;
+    assert_eq!(r["status"], 200, "{r}");
+    // Taking administration from anonymous leaves nobody: refused.
+    let r = c
+        .call(json!({"controller":"security","action":"updateRole","_id":"anonymous","body":{"controllers":{"auth":{"actions":{"*":true}}}}}))
+        .await;
+    assert_lockout(&r, "updateRole anonymous");
+    // A change to the anonymous profile that keeps its administration passes (a restricted policy
+    // still grants the actions that name no index).
+    let r = c
+        .call(
+            json!({"controller":"security","action":"updateProfile","_id":"anonymous","force":true,
+            "body":{"policies":[{"roleId":"anonymous","restrictedTo":[{"index":"nyc"}]}]}}),
+        )
+        .await;
+    assert_eq!(r["status"], 200, "{r}");
+    // With allowLockout it is made.
+    let r = c
+        .call(json!({"controller":"security","action":"updateRole","_id":"anonymous","allowLockout":true,"body":{"controllers":{"auth":{"actions":{"*":true}}}}}))
+        .await;
+    assert_eq!(r["status"], 200, "{r}");
+}
