@@ -183,12 +183,13 @@ fn walk(at: &str, before: &Value, after: &Value, out: &mut Changes) {
                 if at.is_empty() && key == "_kuzzle_info" {
                     continue;
                 }
-                let p = pointer(at, key);
                 match a.get(key) {
                     None => {
-                        out.removed.insert(p, bv.clone());
+                        out.removed.insert(pointer(at, key), bv.clone());
                     }
-                    Some(av) => walk(&p, bv, av, out),
+                    // Equal values add nothing: their pointer is not even made.
+                    Some(av) if av == bv => {}
+                    Some(av) => walk(&pointer(at, key), bv, av, out),
                 }
             }
             for (key, av) in a {
