@@ -5,8 +5,10 @@
 // old token's own expiry, the SDK still logged in with the new one (no TokenExpired for the old token
 // on WebSocket).
 //
-// kuzzle-sdk 7.17.1 has no automatic refresh: an application refreshes with
-// kuzzle.auth.refreshToken(), which is the path this script takes.
+// kuzzle-sdk 7.17.1 has no timer-driven refresh: an application refreshes with
+// kuzzle.auth.refreshToken(), which this script does first; then the SDK's automatic path, an
+// `authenticator` function it calls when its token is refused (security.token.invalid) or, on
+// WebSocket, when the server pushes TokenExpired.
 //
 // Usage: node refresh_token.mjs <host> <port> <websocket|http>
 //
@@ -139,6 +141,63 @@ try {
 
   await kuzzle.auth.logout();
   assertEqual(kuzzle.jwt, null, 'kuzzle.jwt after logout');
+
+  // 8. The SDK's automatic path (kuzzle-sdk has no timer-driven refresh): with an `authenticator`,
+  // the SDK logs in again by itself when its token stops working, and emits `reAuthenticated`.
+  let logins = 0;
+  kuzzle.authenticator = async () => {
+    logins += 1;
+    await kuzzle.auth.login('local', { username, password }, '2s');
+  };
+  const reAuthenticated = () =>
+    new Promise((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new Error(`no reAuthenticated event within 6 s (${logins} logins so far)`)),
+        6_000,
+      );
+      kuzzle.once('reAuthenticated', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  await kuzzle.authenticate();
+  assertEqual(logins, 1, 'authenticator calls after authenticate()');
+  const first = kuzzle.jwt;
+  // 8a. The token is revoked (every token of the user): the next request is refused with
+  // security.token.invalid, on which the SDK re-authenticates.
+  // The re-login must not fall within the second of the previous one: the server accepts one
+  // login per second per WebSocket connection (limits.loginsPerSecond, as Kuzzle).
+  await sleep(1_100);
+  let again = reAuthenticated();
+  await kuzzle.query({ controller: 'security', action: 'revokeTokens', _id: kuid });
+  await expectKuzzleError(
+    kuzzle.auth.getCurrentUser(),
+    'security.token.invalid',
+    401,
+    'getCurrentUser with the revoked token',
+  );
+  await again;
+  assertEqual(logins, 2, 'authenticator calls after the revocation');
+  if (kuzzle.jwt === first || typeof kuzzle.jwt !== 'string') {
+    fail(`kuzzle.jwt after re-authentication: ${show(kuzzle.jwt)}`);
+  }
+  assertEqual((await kuzzle.auth.getCurrentUser())._id, kuid, 'getCurrentUser after re-authentication');
+  if (protocol === 'websocket') {
+    // 8b. WebSocket: the server tells the socket its token expired (TokenExpired, 2 s), and the SDK
+    // re-authenticates without a failed request.
+    // The revoked first token was linked to the socket too: its TokenExpired comes first, and the
+    // SDK, finding its current token valid, re-authenticates without logging in. The current
+    // token's own TokenExpired then makes it log in.
+    const second = kuzzle.jwt;
+    const deadline = Date.now() + 6_000;
+    const renewed = () => logins >= 3 && typeof kuzzle.jwt === 'string' && kuzzle.jwt !== second;
+    while (!renewed() && Date.now() < deadline) await sleep(50);
+    assertEqual(logins, 3, 'authenticator calls after the token expired');
+    if (kuzzle.jwt === second) fail('kuzzle.jwt unchanged after TokenExpired');
+    assertEqual((await kuzzle.auth.getCurrentUser())._id, kuid, 'getCurrentUser after TokenExpired');
+  }
+  kuzzle.authenticator = null;
+  await kuzzle.auth.logout();
 
   console.log(`ok ${protocol}`);
   exitCode = 0;

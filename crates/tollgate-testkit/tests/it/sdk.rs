@@ -3,7 +3,9 @@
 //! `sdk-tests/profile_lifecycle.mjs` (the security profile lifecycle), `sdk-tests/auth_flow.mjs`
 //! (createFirstAdmin with reset, login, checkToken, getCurrentUser, logout, revoked token) and
 //! `sdk-tests/refresh_token.mjs` (`kuzzle.auth.refreshToken()`: the SDK takes the new token, the old
-//! one works during the grace and is refused after it, no `TokenExpired` for the old one) and
+//! one works during the grace and is refused after it, no `TokenExpired` for the old one; then the
+//! SDK's `authenticator` logging in again when its token is refused, and on WebSocket when the
+//! server pushes `TokenExpired`) and
 //! `sdk-tests/credentials.mjs` (the local strategy's credentials API, updateSelf, a password change
 //! revoking the other token) and
 //! `sdk-tests/api_keys.mjs` (API keys: created, searched, used as the SDK's token, deleted) and
