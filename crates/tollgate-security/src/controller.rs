@@ -186,6 +186,7 @@ impl SecurityController {
             &crate::search::SearchSpec {
                 filter: None,
                 scroll: false,
+                search_after: false,
             },
         )?;
         let kind = req.string("kind")?.map(str::to_owned);
@@ -1010,7 +1011,12 @@ impl Controller for SecurityController {
                     "Profiles with a policy on one of these roles.",
                 )
                 .field("query", Object, query)
-                .field("sort", Any, sort),
+                .field("sort", Any, sort)
+                .field(
+                    "search_after",
+                    ArgType::Array,
+                    "The sort values of the last hit of the previous page (one per sort key).",
+                ),
             ActionDef::new(
                 "scrollProfiles",
                 &[route("GET", "/profiles/_scroll/:scrollId")],
@@ -1065,7 +1071,12 @@ impl Controller for SecurityController {
                     "Roles with a key among these controllers (or *).",
                 )
                 .field("query", Object, query)
-                .field("sort", Any, sort),
+                .field("sort", Any, sort)
+                .field(
+                    "search_after",
+                    ArgType::Array,
+                    "The sort values of the last hit of the previous page (one per sort key).",
+                ),
             ActionDef::new("deleteRole", &[route("DELETE", "/roles/:_id")])
                 .describe("Deletes a role no profile uses.")
                 .required("_id", String, id)
@@ -1158,7 +1169,12 @@ impl Controller for SecurityController {
                 .arg("scroll", String, scroll)
                 .body(false, "Optional: query and sort.")
                 .field("query", Object, query)
-                .field("sort", Any, sort),
+                .field("sort", Any, sort)
+                .field(
+                    "search_after",
+                    ArgType::Array,
+                    "The sort values of the last hit of the previous page (one per sort key).",
+                ),
             ActionDef::new("scrollUsers", &[route("GET", "/users/_scroll/:scrollId")])
                 .describe("The next page of a searchUsers made with scroll.")
                 .required("scrollId", String, scroll_id)

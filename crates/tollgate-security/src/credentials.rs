@@ -501,6 +501,7 @@ impl SecurityController {
                     &SearchSpec {
                         filter: None,
                         scroll: false,
+                        search_after: false,
                     },
                 )?;
                 registered(strategy)?;

@@ -532,6 +532,27 @@ fn sort_value<'a>(key: &SortKey, id: &'a Value, source: &'a Value) -> Option<&'a
     }
 }
 
+/// Whether a document sorts strictly after `after` (Elasticsearch's `search_after`: one value per
+/// sort key, `null` for a document without a value); equal on every key is not after.
+pub fn sorts_after(keys: &[SortKey], after: &[Value], id: &str, source: &Value) -> bool {
+    let idv = Value::String(id.to_owned());
+    for (key, bound) in keys.iter().zip(after) {
+        let value = sort_value(key, &idv, source);
+        let bound = Some(bound).filter(|b| !b.is_null());
+        let order = match (value, bound) {
+            (None, None) => Ordering::Equal,
+            (None, Some(_)) => Ordering::Greater,
+            (Some(_), None) => Ordering::Less,
+            (Some(x), Some(b)) if key.descending => compare_values(b, x),
+            (Some(x), Some(b)) => compare_values(x, b),
+        };
+        if order != Ordering::Equal {
+            return order == Ordering::Greater;
+        }
+    }
+    false
+}
+
 /// Orders two documents by `keys`, then by `_id` (byte order).
 pub fn compare(keys: &[SortKey], a: (&str, &Value), b: (&str, &Value)) -> Ordering {
     let (ida, idb) = (Value::String(a.0.to_owned()), Value::String(b.0.to_owned()));
@@ -580,6 +601,25 @@ mod tests {
         assert!(q(json!({"ids":{"values":["p"]}})).matches("p", &profile));
         assert!(q(json!({"term":{"_id":{"value":"p"}}})).matches("p", &profile));
         assert!(q(json!({"term":{"n":1}})).matches("p", &json!({"n":1.0})));
+    }
+
+    #[test]
+    fn search_after_takes_what_sorts_strictly_after() {
+        let keys = parse_sort(&json!([{"age":"desc"},"_id"]), "body.sort").unwrap_or_default();
+        let after = [json!(30), json!("b")];
+        assert!(sorts_after(&keys, &after, "c", &json!({"age":30})));
+        assert!(!sorts_after(&keys, &after, "b", &json!({"age":30})));
+        assert!(!sorts_after(&keys, &after, "a", &json!({"age":30})));
+        assert!(sorts_after(&keys, &after, "a", &json!({"age":29})));
+        assert!(!sorts_after(&keys, &after, "z", &json!({"age":31})));
+        // Missing values sort last.
+        assert!(sorts_after(&keys, &after, "a", &json!({})));
+        assert!(!sorts_after(
+            &keys,
+            &[Value::Null, json!("b")],
+            "a",
+            &json!({"age":1})
+        ));
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub(crate) struct SearchSpec {
     pub filter: Option<&'static str>,
     /// Whether `scroll` opens a cursor (else it is refused with `unexpected_argument`).
     pub scroll: bool,
+    /// Whether `body.search_after` pages the hits (else it is refused with `unexpected_argument`).
+    pub search_after: bool,
 }
 
 /// The checked arguments of a search.
@@ -39,6 +41,17 @@ pub(crate) struct Search {
     pub sort: Vec<SortKey>,
     /// The names of the legacy filter (empty: none).
     pub names: Vec<String>,
+    /// `body.search_after`: only the hits sorting after these values (one per sort key).
+    pub after: Option<Vec<Value>>,
+}
+
+impl Search {
+    /// Whether a hit comes after `search_after` (always, without it).
+    pub fn is_after(&self, id: &str, source: &Value) -> bool {
+        self.after
+            .as_ref()
+            .is_none_or(|after| query::sorts_after(&self.sort, after, id, source))
+    }
 }
 
 pub(crate) fn non_negative(req: &Request, name: &str) -> Result<Option<i64>, KuzzleError> {
@@ -86,10 +99,14 @@ impl SecurityController {
         };
         let mut accepted: Vec<&str> = spec.filter.into_iter().collect();
         accepted.extend(["query", "sort"]);
+        if spec.search_after {
+            accepted.push("search_after");
+        }
         let mut names = Vec::new();
         let mut query = Query::MatchAll;
         let mut sort = Vec::new();
         let mut has_query = false;
+        let mut after = None;
         if let Some(body) = &req.body {
             if let Some(key) = body.keys().find(|k| !accepted.contains(&k.as_str())) {
                 return Err(KuzzleError::unexpected_argument(
@@ -124,6 +141,24 @@ impl SecurityController {
             if let Some(s) = body.get("sort").filter(|s| !s.is_null()) {
                 sort = query::parse_sort(s, "body.sort")?;
             }
+            after = match body.get("search_after").filter(|v| !v.is_null()) {
+                None => None,
+                Some(Value::Array(values)) if values.len() == sort.len() && !sort.is_empty() => {
+                    Some(values.clone())
+                }
+                Some(_) => {
+                    return Err(KuzzleError::invalid_argument(
+                        "body.search_after",
+                        "an array with one value per body.sort key",
+                    ));
+                }
+            };
+        }
+        if after.is_some() && (scroll.is_some() || from != 0) {
+            return Err(KuzzleError::invalid_argument(
+                "body.search_after",
+                "no scroll and from 0 (search_after pages by the sort values)",
+            ));
         }
         if has_query && !names.is_empty() {
             let filter = spec.filter.unwrap_or("");
@@ -139,6 +174,7 @@ impl SecurityController {
             query,
             sort,
             names,
+            after,
         })
     }
 
@@ -151,6 +187,7 @@ impl SecurityController {
         mut matched: Vec<(String, Value, u64)>,
         total: usize,
     ) -> Result<Value, KuzzleError> {
+        matched.retain(|(id, source, _)| search.is_after(id, source));
         matched.sort_by(|a, b| query::compare(&search.sort, (&a.0, &a.1), (&b.0, &b.1)));
         let mut hits: Vec<Value> = matched
             .into_iter()
@@ -183,6 +220,7 @@ impl SecurityController {
             &SearchSpec {
                 filter: Some("roles"),
                 scroll: true,
+                search_after: true,
             },
         )?;
         if !search.names.is_empty() {
@@ -211,6 +249,7 @@ impl SecurityController {
             &SearchSpec {
                 filter: Some("controllers"),
                 scroll: false,
+                search_after: true,
             },
         )?;
         let snapshot = self.cache.snapshot();
@@ -238,6 +277,7 @@ impl SecurityController {
             &SearchSpec {
                 filter: None,
                 scroll: true,
+                search_after: true,
             },
         )?;
         let limit = usize::try_from(self.config.documents_fetch_count).unwrap_or(usize::MAX);
@@ -266,6 +306,10 @@ impl SecurityController {
                     continue;
                 }
                 total += 1;
+                // `total` counts every match; the page starts after `search_after`.
+                if !search.is_after(&d.id, &d.body) {
+                    continue;
+                }
                 if search.scroll.is_some() {
                     if total > limit {
                         too_many = true;

@@ -277,7 +277,7 @@ async fn mget_and_search_roles() {
         &call(&mut c, "searchRoles", json!({"body":{"aggregations":{}}})).await,
         "api.assert.unexpected_argument",
         400,
-        "Unexpected argument \"body.aggregations\" (accepted arguments: \"controllers\", \"query\", \"sort\")",
+        "Unexpected argument \"body.aggregations\" (accepted arguments: \"controllers\", \"query\", \"sort\", \"search_after\")",
     );
     assert_error(
         &call(&mut c, "searchRoles", json!({"body":{"query":{"term":{}}}})).await,

@@ -9,6 +9,9 @@
 //! `sdk-tests/credentials.mjs` (the local strategy's credentials API, updateSelf, a password change
 //! revoking the other token) and
 //! `sdk-tests/api_keys.mjs` (API keys: created, searched, used as the SDK's token, deleted) and
+//! `sdk-tests/users.mjs` (searchUsers with a query, paged by the SDK's `next()` through from/size,
+//! sort + `search_after` and scroll; mGetUsers, checkRights, getUserStrategies; searchProfiles and
+//! searchRoles with queries, scrollProfiles; the mapping actions and refresh) and
 //! `sdk-tests/bulk.mjs` (createRestrictedUser, replaceUser, revokeTokens, mDeleteUsers with a partial
 //! failure, mDeleteProfiles, mDeleteRoles, security writes with `refresh: true`) and
 //! `sdk-tests/cookie_auth.mjs` (the SDK's browser cookie mode, `cookieAuth: true` over `Http`, with
@@ -305,6 +308,18 @@ async fn sdk_api_keys_http() {
 #[cfg_attr(no_node, ignore = "Node.js not found on the PATH")]
 async fn sdk_bulk_http() {
     run_sdk_script("sdk_bulk_http", "bulk.mjs", "http").await;
+}
+
+#[tokio::test]
+#[cfg_attr(no_node, ignore = "Node.js not found on the PATH")]
+async fn sdk_users_websocket() {
+    run_sdk_script("sdk_users_websocket", "users.mjs", "websocket").await;
+}
+
+#[tokio::test]
+#[cfg_attr(no_node, ignore = "Node.js not found on the PATH")]
+async fn sdk_users_http() {
+    run_sdk_script("sdk_users_http", "users.mjs", "http").await;
 }
 
 #[tokio::test]

@@ -199,7 +199,7 @@ async fn search_profiles_with_the_query_dsl() {
         (
             json!({"aggs":{}}),
             "api.assert.unexpected_argument",
-            "Unexpected argument \"body.aggs\" (accepted arguments: \"roles\", \"query\", \"sort\")".to_owned(),
+            "Unexpected argument \"body.aggs\" (accepted arguments: \"roles\", \"query\", \"sort\", \"search_after\")".to_owned(),
         ),
         (
             json!({"roles":["editor"],"query":{"match_all":{}}}),
@@ -506,4 +506,93 @@ async fn search_scroll_and_mget_users_over_http_and_ws() {
     )
     .await;
     assert_eq!(r.status, 401);
+}
+
+#[tokio::test]
+async fn search_after_pages_by_the_sort_values() {
+    let s = TestServer::start().await;
+    let (mut c, jwt) = first_admin(&s).await;
+    fixture(&mut c, &jwt).await;
+    let sort = json!([{"level":"desc"},"_id"]);
+    // Pages of one, each starting after the sort values of the previous page's last hit, as the
+    // SDK's SearchResult.next() sends them; `total` counts every match.
+    let mut after = Value::Null;
+    let mut seen = Vec::new();
+    for _ in 0..6 {
+        let mut body = json!({"sort": sort});
+        if !after.is_null() {
+            body["search_after"] = after.clone();
+        }
+        let r = call(
+            &mut c,
+            &jwt,
+            "searchProfiles",
+            json!({"size":1,"body":body}),
+        )
+        .await;
+        let result = ok(&r);
+        assert_eq!(result["total"], 5, "{r}");
+        let Some(hit) = result["hits"].get(0) else {
+            break;
+        };
+        seen.push(hit["_id"].as_str().unwrap_or_default().to_owned());
+        after = json!([hit["_source"]["level"], hit["_id"]]);
+    }
+    assert_eq!(seen, ["editors", "mixed", "admin", "anonymous", "default"]);
+
+    // Over HTTP, on users: the bytes of a page.
+    for (id, age) in [("a", 30), ("b", 20), ("c", 30)] {
+        let r = call(
+            &mut c,
+            &jwt,
+            "createUser",
+            json!({"_id":id,"body":{"content":{"profileIds":["default"],"age":age}}}),
+        )
+        .await;
+        ok(&r);
+    }
+    let bearer = format!("Bearer {jwt}");
+    let r = http_once(
+        s.addr,
+        "POST",
+        "/users/_search?size=1",
+        &[("Authorization", &bearer)],
+        br#"{"query":{"exists":{"field":"age"}},"sort":[{"age":"asc"},"_id"],"search_after":[30,"a"]}"#,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let page = r.json();
+    assert_eq!(page["result"]["total"], 3);
+    assert_eq!(ids(&page["result"]), ["c"]);
+
+    for (extra, message) in [
+        (
+            json!({"body":{"sort":["_id"],"search_after":["a","b"]}}),
+            "Invalid argument \"body.search_after\". Expected: an array with one value per body.sort key",
+        ),
+        (
+            json!({"body":{"search_after":["a"]}}),
+            "Invalid argument \"body.search_after\". Expected: an array with one value per body.sort key",
+        ),
+        (
+            json!({"from":1,"body":{"sort":["_id"],"search_after":["a"]}}),
+            "Invalid argument \"body.search_after\". Expected: no scroll and from 0 (search_after pages by the sort values)",
+        ),
+        (
+            json!({"scroll":"5s","body":{"sort":["_id"],"search_after":["a"]}}),
+            "Invalid argument \"body.search_after\". Expected: no scroll and from 0 (search_after pages by the sort values)",
+        ),
+    ] {
+        let r = call(&mut c, &jwt, "searchUsers", extra).await;
+        assert_error(&r, "api.assert.invalid_argument", 400, message);
+    }
+    // Searches that do not page this way refuse it.
+    let r = call(
+        &mut c,
+        &jwt,
+        "searchAuditLog",
+        json!({"body":{"sort":["_id"],"search_after":["a"]}}),
+    )
+    .await;
+    assert_eq!(r["error"]["id"], "api.assert.unexpected_argument", "{r}");
 }
