@@ -642,6 +642,11 @@ async fn api_keys_survive_a_restart_and_neither_store_nor_audit_keeps_the_token(
         .await
         .json();
     assert_error(&r, "security.token.invalid", 401, "Invalid token.");
+    // Over WebSocket too, on the socket that used it and on a new one.
+    let r = c.call(kuid_with(&key)).await;
+    assert_error(&r, "security.token.invalid", 401, "Invalid token.");
+    let r = s.ws().await.call(kuid_with(&key)).await;
+    assert_error(&r, "security.token.invalid", 401, "Invalid token.");
 }
 
 #[tokio::test]

@@ -383,6 +383,82 @@ async fn scaleout_logout_on_a_is_refused_on_b() {
     cluster.finish().await;
 }
 
+/// 2b. Every other way a token stops working on A — security:revokeTokens, a password change by
+/// updateCredentials, an API key deleted — is refused on B within the feed's bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(no_pg, ignore = "TOLLGATE_TEST_PG_URL not set (PostgreSQL)")]
+async fn scaleout_revocations_on_a_are_refused_on_b() {
+    let cluster = Cluster::start("scaleout_revocations_on_a").await;
+    let (a, b) = (&cluster.a, &cluster.b);
+    let admin = first_admin(a).await;
+    let u1 = rights_fixture(a, &admin).await;
+    let mut c = a.ws().await;
+    let mut call = async |r: Value| {
+        let r = c.call(with_jwt(r, &admin)).await;
+        assert_ok(&r, &r.to_string());
+        r
+    };
+    // revokeTokens of u1 on A.
+    wait_now_on(b, &u1, &now_ok("b", "{id}"), "u1's token accepted on B").await;
+    call(req("security", "revokeTokens", json!({"_id":"u1"}))).await;
+    wait_now_on(
+        b,
+        &u1,
+        &error_answer("b", "server", "now", "{id}", INVALID_TOKEN),
+        "the token revoked on A refused on B",
+    )
+    .await;
+    // A password change on A revokes u1's tokens on B too.
+    let again = login(a, "u1", "u1-pw").await;
+    wait_now_on(
+        b,
+        &again,
+        &now_ok("b", "{id}"),
+        "u1's new token accepted on B",
+    )
+    .await;
+    call(req(
+        "security",
+        "updateCredentials",
+        json!({"strategy":"local","_id":"u1","body":{"password":"u1-pw-2"}}),
+    ))
+    .await;
+    wait_now_on(
+        b,
+        &again,
+        &error_answer("b", "server", "now", "{id}", INVALID_TOKEN),
+        "the token of a password changed on A refused on B",
+    )
+    .await;
+    // An API key of u1 made on A works on B until it is deleted on A.
+    let r = call(req(
+        "security",
+        "createApiKey",
+        json!({"userId":"u1","_id":"k1","body":{"description":"scale-out"}}),
+    ))
+    .await;
+    let key = r["result"]["_source"]["token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(key.starts_with("kapikey-"), "{r}");
+    wait_now_on(b, &key, &now_ok("b", "{id}"), "the API key accepted on B").await;
+    call(req(
+        "security",
+        "deleteApiKey",
+        json!({"userId":"u1","_id":"k1"}),
+    ))
+    .await;
+    wait_now_on(
+        b,
+        &key,
+        &error_answer("b", "server", "now", "{id}", INVALID_TOKEN),
+        "the API key deleted on A refused on B",
+    )
+    .await;
+    cluster.finish().await;
+}
+
 /// `getProfile` of `id` on `c`.
 async fn get_profile(c: &mut WsClient, id: &str) -> Value {
     c.call(req("security", "getProfile", json!({"_id":id})))
