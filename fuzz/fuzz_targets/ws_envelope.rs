@@ -19,11 +19,21 @@ fuzz_target!(|payload: &[u8]| {
         .and_then(|text| serde_json::from_str::<Envelope>(text).map_err(|e| e.to_string()));
     let as_value =
         text.and_then(|text| serde_json::from_str::<Value>(text).map_err(|e| e.to_string()));
-    assert_eq!(
-        parsed.as_ref().err(),
-        as_value.as_ref().err(),
-        "an envelope and a value parse fail alike"
-    );
+    // serde_json's `raw_value` feature (enabled in this workspace) gives the key
+    // `$serde_json::private::RawValue` a meaning in a `Value` parse, not in the envelope's own
+    // key reader: such payloads are only required not to panic.
+    let raw_value_token = payload
+        .windows(RAW_VALUE_TOKEN.len())
+        .any(|w| w == RAW_VALUE_TOKEN);
+    if !raw_value_token {
+        // The same reason, give or take where serde_json reports it: a borrowed and an owned
+        // string are rejected one column apart.
+        assert_eq!(
+            parsed.as_ref().err().map(|e| without_position(e)),
+            as_value.as_ref().err().map(|e| without_position(e)),
+            "an envelope and a value parse fail alike"
+        );
+    }
     let envelope = match parsed {
         Ok(envelope) => envelope,
         Err(reason) => {
@@ -36,8 +46,9 @@ fuzz_target!(|payload: &[u8]| {
             return serialize(&Response::bare_failure("req-fuzz".to_owned(), e));
         }
     };
-    let Ok(value) = as_value else {
-        unreachable!("the value parse failed alike")
+    let value = match as_value {
+        Ok(value) if !raw_value_token => value,
+        _ => return construct(envelope),
     };
     let heartbeat =
         matches!(&value, Value::Object(map) if map.len() == 1 && map.get("p") == Some(&json!(1)));
@@ -55,6 +66,17 @@ fuzz_target!(|payload: &[u8]| {
         format!("{split:?}"),
         "the parse is the split of the value"
     );
+    construct(envelope);
+});
+
+fn without_position(reason: &str) -> &str {
+    reason.rfind(" at line ").map_or(reason, |at| &reason[..at])
+}
+
+const RAW_VALUE_TOKEN: &[u8] = b"$serde_json::private::RawValue";
+
+/// `Request::from_envelope` with no imposed request id, as the WebSocket transport calls it.
+fn construct(envelope: Envelope) {
     let sent_id = envelope.request_id().map(str::to_owned);
     let outcome = Request::from_envelope(envelope, None);
     match outcome {
@@ -76,4 +98,4 @@ fuzz_target!(|payload: &[u8]| {
             serialize(&Response::bare_failure(e.request_id, e.error));
         }
     }
-});
+}

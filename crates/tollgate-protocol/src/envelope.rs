@@ -7,7 +7,7 @@
 use std::fmt;
 
 use serde::Deserialize;
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 /// The envelope's fields of a JSON payload, as found (typed afterwards by the construction checks).
@@ -133,7 +133,9 @@ impl<'de> Visitor<'de> for EnvelopeVisitor {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Envelope, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        // Read as values, not skipped: a number out of range is refused here as in a `Value`
+        // parse (`POST /_query`), so both transports reject the same payloads.
+        while seq.next_element::<Value>()?.is_some() {}
         Ok(Envelope::default())
     }
 
@@ -229,6 +231,18 @@ mod tests {
             assert_eq!(format!("{parsed:?}"), format!("{split:?}"), "{text}");
         }
         Ok(())
+    }
+
+    /// A payload a `Value` parse refuses is refused as an envelope too, even where the envelope
+    /// would not keep the offending part (the elements of a top-level array).
+    #[test]
+    fn an_out_of_range_number_is_refused_in_a_top_level_array() {
+        for text in ["[1e999]", "[[5e5510]]", r#"[{"a":-1e400}]"#] {
+            let value = parse::<Value>(text).err();
+            let envelope = parse::<Envelope>(text).err();
+            assert!(value.is_some(), "{text}");
+            assert_eq!(envelope, value, "{text}");
+        }
     }
 
     #[test]
