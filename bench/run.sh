@@ -16,6 +16,7 @@
 #   BENCH_CONNECTIONS  concurrent connections of the load generator        (32)
 #   BENCH_IDLE         idle WebSocket connection counts to measure         ("5000 15000")
 #   BENCH_SEED         roles, profiles, users of the seeded cold start     ("1000 1000 10000")
+#   BENCH_WRITE_SEED   roles, profiles, users of the seeded write scenario ("100 10000 100000")
 #   BENCH_SERVER_CPU / BENCH_CLIENT_CPU   cores for the server / the load (0 / 1)
 #   BENCH_SKIP_BUILD=1 use the binaries already in target/release
 #   BENCH_SOAK         seconds of a soak run (tollgate-soak: mixed HTTP and WebSocket load with
@@ -40,6 +41,7 @@ RUNS=${BENCH_RUNS:-3}
 CONNS=${BENCH_CONNECTIONS:-32}
 IDLE_COUNTS=${BENCH_IDLE:-"5000 15000"}
 read -r SEED_ROLES SEED_PROFILES SEED_USERS <<<"${BENCH_SEED:-1000 1000 10000}"
+WRITE_SEED=${BENCH_WRITE_SEED:-"100 10000 100000"}
 SERVER_CPU=${BENCH_SERVER_CPU:-0}
 CLIENT_CPU=${BENCH_CLIENT_CPU:-1}
 OUT_DIR=${BENCH_OUT:-$ROOT/target/bench-results}
@@ -224,6 +226,33 @@ def cmd_seed(addr, roles, profiles, users, threads="16"):
         sys.exit(f"bench: seeding failed ({len(errors)} errors), first: {errors[0]}")
     print(f"seeded {roles} roles, {profiles} profiles, {users} users in {took:.1f}s", file=sys.stderr)
 
+def cmd_fsync(directory, seconds, run):
+    """The disk's durable-write rate where the data directories live: one writer, 4 KiB written
+    at offset 0 then fsync, for `seconds`. Appends a JSON line (kind fsync) to stdout."""
+    path = os.path.join(directory, "fsync-probe")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    block = os.urandom(4096)
+    lat = []
+    try:
+        os.pwrite(fd, block, 0)
+        os.fsync(fd)
+        deadline = time.monotonic() + float(seconds)
+        while time.monotonic() < deadline:
+            t = time.perf_counter()
+            os.pwrite(fd, block, 0)
+            os.fsync(fd)
+            lat.append(time.perf_counter() - t)
+    finally:
+        os.close(fd)
+        os.unlink(path)
+    lat.sort()
+    total = sum(lat)
+    print(f"fsync probe: {len(lat)} writes, {len(lat) / total:,.0f}/s, p50 {lat[len(lat) // 2] * 1e3:.3f} ms, "
+          f"p99 {lat[int(len(lat) * 0.99)] * 1e3:.3f} ms", file=sys.stderr)
+    print(json.dumps({"kind": "fsync", "scenario": "fsync-4k", "server": "disk", "run": int(run),
+                      "writes": len(lat), "rate": len(lat) / total,
+                      "p50_ms": lat[len(lat) // 2] * 1e3, "p99_ms": lat[int(len(lat) * 0.99)] * 1e3}))
+
 def cmd_coldstart(addr, timeout, *command):
     """Milliseconds from spawning the server to its first 200 on /_healthcheck; then stops it."""
     t0 = time.monotonic()
@@ -341,6 +370,36 @@ def cmd_report(results):
           f"{'—' if r is None else f'{r:.0%}'} | {fmt(cpu, 1)} | {fmt(ccpu, 1)} | {'—' if cr is None else f'{cr:.2f}×'} | "
           f"{errs('throughput', sc) + errs('throughput', ceil, 'ceiling')} |")
     p("")
+    # The write path: ratios that hold on any disk (each against a figure of the same run).
+    fs_rate, fs_p50 = med("fsync", "fsync-4k", "rate", "disk"), med("fsync", "fsync-4k", "p50_ms", "disk")
+    w = {sc: (med("throughput", sc, "rate"), med("throughput", sc, "server_cpu_us_per_answer"))
+         for sc in ("ws-updateProfile-memory", "http-updateProfile-memory", "ws-updateProfile-sqlite",
+                    "ws-updateProfile-sqlite-1", "ws-updateProfile-sqlite-seeded")}
+    write_targets = []
+    if any(v[0] for v in w.values()):
+        p("### Write path (`security:updateProfile`)")
+        p("")
+        p(f"Disk: 4 KiB write + fsync, one writer, in the data directories' file system: {fmt(fs_rate)}/s "
+          f"(p50 {fmt(fs_p50, 3)} ms). Seeded store: {meta.get('write_seed', '?')}.")
+        p("")
+        p("| scenario | msg/s | server CPU µs / answer |")
+        p("| --- | ---: | ---: |")
+        for sc, (rate, cpu) in w.items():
+            p(f"| {sc} | {fmt(rate)} | {fmt(cpu, 1)} |")
+        p("")
+        pct = lambda r: "—" if r is None else f"{r:.0%}"
+        times = lambda r: "—" if r is None else f"{r:.2f}×"
+        for proto in ("ws", "http"):
+            r = ratio(w[f"{proto}-updateProfile-memory"][0], med("throughput", f"{proto}-updateProfile", "rate", "ceiling"))
+            write_targets.append((f"{proto.upper()} updateProfile, memory store, ≥ 60% of the ceiling", pct(r), None if r is None else r >= 0.6))
+        r = ratio(w["ws-updateProfile-sqlite-1"][0], fs_rate)
+        write_targets.append(("durable updateProfile, 1 client, ≥ 80% of the fsync rate", pct(r), None if r is None else r >= 0.8))
+        r = ratio(w["ws-updateProfile-sqlite"][0], w["ws-updateProfile-memory"][0])
+        write_targets.append(("durable updateProfile, 32 clients, ≥ 70% of the memory store's rate", pct(r), None if r is None else r >= 0.7))
+        r = ratio(w["ws-updateProfile-sqlite"][1], w["ws-updateProfile-memory"][1])
+        write_targets.append(("server CPU per durable write ≤ 1.5× per in-memory write", times(r), None if r is None else r <= 1.5))
+        r = ratio(w["ws-updateProfile-sqlite-seeded"][0], w["ws-updateProfile-sqlite"][0])
+        write_targets.append(("durable updateProfile on the seeded store within 10% of the empty store's rate", pct(r), None if r is None else r >= 0.9))
     anon, admin, user = (med("throughput", s, "rate") for s in ("ws-getProfile", "ws-getProfile-admin", "ws-getProfile-user"))
     p("### Cost of the security gate (WebSocket security:getProfile)")
     p("")
@@ -481,6 +540,8 @@ def cmd_report(results):
     p(f"| ≥ 80,000 idle WS connections per GiB | {fmt(per_gib)} | {check(None if per_gib is None else per_gib >= 80000)} |")
     p(f"| cold start with a seeded store ≤ 100 ms | {fmt(seeded, 1)} ms | {check(None if seeded is None else seeded <= 100)} |")
     p(f"| rights check + rate limiter cost < 10% | {'—' if gate is None else f'{1 - gate:.1%}'} | {check(None if gate is None else 1 - gate < 0.10)} |")
+    for label, measured, ok in write_targets:
+        p(f"| {label} | {measured} | {check(ok)} |")
     if not meta.get("pg_skipped"):
         pgw = med("throughput", "ws-updateProfile-postgresql", "rate")
         pgr = ratio(med("throughput", "ws-getProfile-postgresql", "rate"), med("throughput", "ws-getProfile", "rate", "ceiling"))
@@ -572,15 +633,16 @@ pg_drop() {
 # ---------------------------------------------------------------------------------------------------
 SERVER_PID=
 ADDR=
-# start_server tollgate|ceiling [config]
+# start_server tollgate|ceiling [config] [data directory to start from (copied)]
 start_server() {
-    local kind=$1 config=${2:-$WORK/sqlite.toml}
+    local kind=$1 config=${2:-$WORK/sqlite.toml} template=${3:-}
     ADDR=127.0.0.1:$(py freeport)
     if [[ $kind == ceiling ]]; then
         "${SERVER_PIN[@]}" "$BIN/tollgate-ceiling" "$ADDR" 2>>"$SERVER_LOG" &
     else
         local data
         data=$(mktemp -d "$WORK/data.XXXXXX")
+        [[ -n $template ]] && cp -a "$template/." "$data/"
         "${SERVER_PIN[@]}" "$BIN/tollgate" --listen "$ADDR" --data-dir "$data" --config "$config" \
             --log-level warn 2>>"$SERVER_LOG" &
     fi
@@ -608,7 +670,7 @@ WS_UPDATE='{"controller":"security","action":"updateProfile","_id":"bench-{conn}
 run_scenario() {
     local kind=$1 scenario=$2 run=$3
     shift 3
-    local server=tollgate config=$WORK/sqlite.toml args=() jwt=
+    local server=tollgate config=$WORK/sqlite.toml args=() jwt= template=
     case $scenario in
         ceiling-*) server=ceiling; scenario=${scenario#ceiling-} ;;
     esac
@@ -618,10 +680,12 @@ run_scenario() {
         pg_fresh
         config=$WORK/pg.toml
     fi
+    # `-seeded`: on a copy of the data directory seeded with $WRITE_SEED (SQLite only).
+    [[ $scenario == *-seeded ]] && template=$WRITE_SEEDED
     # `-1`: one client instead of $CONNS.
     local conns=$CONNS
     [[ $scenario == *-1 ]] && conns=1
-    start_server "$server" "$config"
+    start_server "$server" "$config" "$template"
     case $scenario in
         ws-now*) args=(--protocol ws --request "$WS_NOW") ;;
         ws-getProfile-admin) jwt=$(py admin-token "$ADDR") ;;&
@@ -657,6 +721,7 @@ import json, os, sys
 meta = {"kind": "meta", "stamp": "$STAMP", "cpu": "$cpu_model", "nproc": $(nproc --all),
         "server_cpu": "$SERVER_CPU", "client_cpu": "$CLIENT_CPU", "runs": $RUNS, "duration": $DURATION,
         "warmup": $WARMUP, "connections": $CONNS, "seed": "$SEED_ROLES roles, $SEED_PROFILES profiles, $SEED_USERS users",
+        "write_seed": "$(read -r a b c <<<"$WRITE_SEED"; echo "$a roles, $b profiles, $c users")",
         "fd_limit": "$FD_LIMIT", "loadavg_at_start": "$load1"}
 env = os.environ
 if env.get("PG_SKIP"):
@@ -679,7 +744,7 @@ THROUGHPUT=(
     http-now ceiling-http-now
     http-getProfile ceiling-http-getProfile
     http-updateProfile-memory http-updateProfile-sqlite ceiling-http-updateProfile
-    ws-updateProfile-sqlite-1
+    ws-updateProfile-sqlite-1 ws-updateProfile-sqlite-seeded
 )
 if [[ -n $PG_URL ]]; then
     THROUGHPUT+=(ws-updateProfile-postgresql ws-updateProfile-postgresql-1 ws-getProfile-postgresql)
@@ -688,8 +753,26 @@ fi
 if [[ -n ${BENCH_SCENARIOS:-} ]]; then
     read -r -a THROUGHPUT <<<"$BENCH_SCENARIOS"
 fi
+# The seeded write scenarios start from one data directory seeded once through the API.
+WRITE_SEEDED=
+if [[ " ${THROUGHPUT[*]} " == *-seeded\ * ]]; then
+    read -r W_ROLES W_PROFILES W_USERS <<<"$WRITE_SEED"
+    log "seeding the write scenarios' store: $W_ROLES roles, $W_PROFILES profiles, $W_USERS users"
+    WRITE_SEEDED=$(mktemp -d "$WORK/write-seeded.XXXXXX")
+    ADDR=127.0.0.1:$(py freeport)
+    "${SERVER_PIN[@]}" "$BIN/tollgate" --listen "$ADDR" --data-dir "$WRITE_SEEDED" --config "$WORK/sqlite.toml" \
+        --log-level warn 2>>"$SERVER_LOG" &
+    SERVER_PID=$!
+    PIDS+=("$SERVER_PID")
+    py wait "$ADDR" 15
+    "${CLIENT_PIN[@]}" python3 "$WORK/helper.py" seed "$ADDR" "$W_ROLES" "$W_PROFILES" "$W_USERS"
+    stop_server
+fi
 for run in $(seq 1 "$RUNS"); do
     log "throughput, round $run/$RUNS"
+    # The disk's own durable-write rate, in the same round as the durable write scenarios.
+    { "${SERVER_PIN[@]}" python3 "$WORK/helper.py" fsync "$WORK" "$DURATION" "$run" || true; } |
+        py record "$RESULTS"
     for scenario in "${THROUGHPUT[@]}"; do
         run_scenario throughput "$scenario" "$run"
     done

@@ -3,7 +3,8 @@
 //! One writer thread owns the write connection. Batches submitted while it is busy are **grouped**: the
 //! next transaction applies every waiting batch, each inside its own savepoint (so one batch's conflict
 //! does not affect the others), and commits them with a single fsync. Reads use a small pool of
-//! separate connections (WAL lets them run beside the writer) on tokio's blocking threads.
+//! separate connections (WAL lets them run beside the writer): point reads (a document by id, a few
+//! ids) on the calling thread when a connection is free, everything else on tokio's blocking threads.
 //!
 //! Expectations of a batch are evaluated against the state before the batch; then its ops are applied.
 //! Schema migrations are versioned with `PRAGMA user_version`.
@@ -11,7 +12,7 @@
 use std::fs::File;
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError, mpsc};
 use std::thread::JoinHandle;
 
 use async_trait::async_trait;
@@ -30,6 +31,10 @@ pub const FEED_CAPACITY: usize = 4096;
 const MAX_GROUP: usize = 256;
 /// Read connections.
 const READERS: usize = 4;
+/// An `mget` of at most this many ids is a point read (see [`SqliteStore::point_read`]).
+const POINT_READ_IDS: usize = 16;
+/// The statement of a point read.
+const GET_DOC: &str = "SELECT id, version, body FROM docs WHERE kind = ?1 AND id = ?2";
 
 /// Ordered schema migrations; `PRAGMA user_version` is the number applied.
 const MIGRATIONS: &[&str] = &[
@@ -235,6 +240,34 @@ impl SqliteStore {
         self.faults.commit_failures.store(n, Ordering::Relaxed);
     }
 
+    /// A pooled read connection nobody is using, if any (never waits for one).
+    fn free_reader(&self) -> Option<MutexGuard<'_, Connection>> {
+        let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
+        (0..self.readers.len()).find_map(|k| {
+            match self.readers[(start + k) % self.readers.len()].try_lock() {
+                Ok(conn) => Some(conn),
+                // Readers never write: a panic while one was held left nothing half-done.
+                Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+                Err(TryLockError::WouldBlock) => None,
+            }
+        })
+    }
+
+    /// A read by primary key, run on the calling thread when a pooled connection is free: a few
+    /// microseconds from SQLite's page cache, against a hand-off to a blocking thread and back
+    /// (the read before every update's compare-and-set, the audit trail's read of what a write
+    /// replaces). With every connection busy it waits on a blocking thread like any other read.
+    async fn point_read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let f = match self.free_reader() {
+            Some(conn) => return f(&conn),
+            None => f,
+        };
+        self.read(f).await
+    }
+
     /// Runs a read on one of the pooled connections, on a blocking thread.
     async fn read<T: Send + 'static>(
         &self,
@@ -257,14 +290,12 @@ fn parse_body(text: &str) -> Result<Value, StoreError> {
 }
 
 fn current_version(tx: &Connection, kind: &str, id: &str) -> Result<Option<u64>, StoreError> {
-    tx.query_row(
-        "SELECT version FROM docs WHERE kind = ?1 AND id = ?2",
-        params![kind, id],
-        |r| r.get::<_, i64>(0),
-    )
-    .optional()
-    .map_err(unavailable)
-    .map(|v| v.map(|v| u64::try_from(v).unwrap_or(0)))
+    tx.prepare_cached("SELECT version FROM docs WHERE kind = ?1 AND id = ?2")
+        .map_err(unavailable)?
+        .query_row(params![kind, id], |r| r.get::<_, i64>(0))
+        .optional()
+        .map_err(unavailable)
+        .map(|v| v.map(|v| u64::try_from(v).unwrap_or(0)))
 }
 
 fn last_seq(conn: &Connection) -> Result<u64, StoreError> {
@@ -314,11 +345,11 @@ fn apply(
             Op::Put { kind, id, body, .. } => {
                 let version = current_version(tx, kind, id)?.map_or(1, |v| v + 1);
                 let text = body.to_string();
-                tx.execute(
+                tx.prepare_cached(
                     "INSERT INTO docs (kind, id, version, body) VALUES (?1, ?2, ?3, ?4)
                      ON CONFLICT (kind, id) DO UPDATE SET version = excluded.version, body = excluded.body",
-                    params![kind, id, version as i64, text],
                 )
+                .and_then(|mut stmt| stmt.execute(params![kind, id, version as i64, text]))
                 .map_err(unavailable)?;
                 let seq = log_change(tx, kind, id, version, false)?;
                 versions.push(Some(version));
@@ -336,11 +367,9 @@ fn apply(
             Op::Delete { kind, id, .. } => {
                 versions.push(None);
                 if let Some(version) = current_version(tx, kind, id)? {
-                    tx.execute(
-                        "DELETE FROM docs WHERE kind = ?1 AND id = ?2",
-                        params![kind, id],
-                    )
-                    .map_err(unavailable)?;
+                    tx.prepare_cached("DELETE FROM docs WHERE kind = ?1 AND id = ?2")
+                        .and_then(|mut stmt| stmt.execute(params![kind, id]))
+                        .map_err(unavailable)?;
                     let seq = log_change(tx, kind, id, version, true)?;
                     changes.push(Change {
                         seq,
@@ -367,11 +396,9 @@ fn log_change(
     version: u64,
     deleted: bool,
 ) -> Result<u64, StoreError> {
-    tx.execute(
-        "INSERT INTO changes (kind, id, version, deleted) VALUES (?1, ?2, ?3, ?4)",
-        params![kind, id, version as i64, deleted],
-    )
-    .map_err(unavailable)?;
+    tx.prepare_cached("INSERT INTO changes (kind, id, version, deleted) VALUES (?1, ?2, ?3, ?4)")
+        .and_then(|mut stmt| stmt.execute(params![kind, id, version as i64, deleted]))
+        .map_err(unavailable)?;
     Ok(u64::try_from(tx.last_insert_rowid()).unwrap_or(0))
 }
 
@@ -496,13 +523,11 @@ fn to_doc((id, version, body): (String, i64, String)) -> Result<Doc, StoreError>
 impl Store for SqliteStore {
     async fn get(&self, kind: Kind, id: &str) -> Result<Option<Doc>, StoreError> {
         let id = id.to_owned();
-        self.read(move |c| {
+        self.point_read(move |c| {
             let row = c
-                .query_row(
-                    "SELECT id, version, body FROM docs WHERE kind = ?1 AND id = ?2",
-                    params![kind, id],
-                    row_doc,
-                )
+                .prepare_cached(GET_DOC)
+                .map_err(unavailable)?
+                .query_row(params![kind, id], row_doc)
                 .optional()
                 .map_err(unavailable)?;
             row.map(to_doc).transpose()
@@ -511,11 +536,10 @@ impl Store for SqliteStore {
     }
 
     async fn mget(&self, kind: Kind, ids: &[String]) -> Result<Vec<Option<Doc>>, StoreError> {
+        let ids_len = ids.len();
         let ids = ids.to_vec();
-        self.read(move |c| {
-            let mut stmt = c
-                .prepare_cached("SELECT id, version, body FROM docs WHERE kind = ?1 AND id = ?2")
-                .map_err(unavailable)?;
+        let read = move |c: &Connection| {
+            let mut stmt = c.prepare_cached(GET_DOC).map_err(unavailable)?;
             ids.iter()
                 .map(|id| {
                     stmt.query_row(params![kind, id], row_doc)
@@ -525,8 +549,12 @@ impl Store for SqliteStore {
                         .transpose()
                 })
                 .collect()
-        })
-        .await
+        };
+        if ids_len <= POINT_READ_IDS {
+            self.point_read(read).await
+        } else {
+            self.read(read).await
+        }
     }
 
     async fn list(
