@@ -657,6 +657,18 @@ stop_server() {
     SERVER_PID=
 }
 
+# seed_store <data directory> <roles> <profiles> <users>: a SQLite store seeded through the API.
+seed_store() {
+    ADDR=127.0.0.1:$(py freeport)
+    "${SERVER_PIN[@]}" "$BIN/tollgate" --listen "$ADDR" --data-dir "$1" --config "$WORK/sqlite.toml" \
+        --log-level warn 2>>"$SERVER_LOG" &
+    SERVER_PID=$!
+    PIDS+=("$SERVER_PID")
+    py wait "$ADDR" 15
+    "${CLIENT_PIN[@]}" python3 "$WORK/helper.py" seed "$ADDR" "$2" "$3" "$4"
+    stop_server
+}
+
 # bench <connections> <tollgate-bench arguments…>
 bench() { local conns=$1; shift; "${CLIENT_PIN[@]}" "$BIN/tollgate-bench" --target "$ADDR" --connections "$conns" \
     --duration "$DURATION" --warmup "$WARMUP" ${SERVER_PID:+--pid "$SERVER_PID"} "$@"; }
@@ -759,14 +771,7 @@ if [[ " ${THROUGHPUT[*]} " == *-seeded\ * ]]; then
     read -r W_ROLES W_PROFILES W_USERS <<<"$WRITE_SEED"
     log "seeding the write scenarios' store: $W_ROLES roles, $W_PROFILES profiles, $W_USERS users"
     WRITE_SEEDED=$(mktemp -d "$WORK/write-seeded.XXXXXX")
-    ADDR=127.0.0.1:$(py freeport)
-    "${SERVER_PIN[@]}" "$BIN/tollgate" --listen "$ADDR" --data-dir "$WRITE_SEEDED" --config "$WORK/sqlite.toml" \
-        --log-level warn 2>>"$SERVER_LOG" &
-    SERVER_PID=$!
-    PIDS+=("$SERVER_PID")
-    py wait "$ADDR" 15
-    "${CLIENT_PIN[@]}" python3 "$WORK/helper.py" seed "$ADDR" "$W_ROLES" "$W_PROFILES" "$W_USERS"
-    stop_server
+    seed_store "$WRITE_SEEDED" "$W_ROLES" "$W_PROFILES" "$W_USERS"
 fi
 for run in $(seq 1 "$RUNS"); do
     log "throughput, round $run/$RUNS"
@@ -854,14 +859,7 @@ for run in $(seq 1 "$RUNS"); do
 done
 log "seeding $SEED_ROLES roles, $SEED_PROFILES profiles, $SEED_USERS users"
 SEEDED=$(mktemp -d "$WORK/seeded.XXXXXX")
-ADDR=127.0.0.1:$(py freeport)
-"${SERVER_PIN[@]}" "$BIN/tollgate" --listen "$ADDR" --data-dir "$SEEDED" --config "$WORK/sqlite.toml" \
-    --log-level warn 2>>"$SERVER_LOG" &
-SERVER_PID=$!
-PIDS+=("$SERVER_PID")
-py wait "$ADDR" 15
-"${CLIENT_PIN[@]}" python3 "$WORK/helper.py" seed "$ADDR" "$SEED_ROLES" "$SEED_PROFILES" "$SEED_USERS"
-stop_server
+seed_store "$SEEDED" "$SEED_ROLES" "$SEED_PROFILES" "$SEED_USERS"
 log "cold start, seeded data directory ($(du -sh "$SEEDED" | cut -f1))"
 for run in $(seq 1 "$RUNS"); do
     coldstart seeded "$SEEDED" "$run"
