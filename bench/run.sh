@@ -483,12 +483,18 @@ def cmd_report(results):
         p("")
     p("### Idle WebSocket connections")
     p("")
-    p("| connections | still open | server RSS before MiB | after MiB | bytes / connection | connections / GiB |")
-    p("| ---: | ---: | ---: | ---: | ---: | ---: |")
-    for r in sorted((r for r in rows if r.get("kind") == "idle" and not r.get("missing")), key=lambda r: r["connections"]):
+    p("| server | connections | still open | server RSS before MiB | after MiB | bytes / connection | connections / GiB | × ceiling |")
+    p("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    idle_rows = [r for r in rows if r.get("kind") == "idle" and not r.get("missing")]
+    def idle_ceiling(n):
+        return next((c.get("bytes_per_connection") for c in idle_rows
+                     if c.get("server") == "ceiling" and c["connections"] == n), None)
+    for r in sorted(idle_rows, key=lambda r: (r["connections"], r.get("server") != "tollgate")):
         mib = lambda k: None if r.get(k) is None else r[k] / 1024
-        p(f"| {fmt(r['connections'])} | {fmt(r.get('still_open'))} | {fmt(mib('rss_before_kib'), 1)} | {fmt(mib('rss_after_kib'), 1)} | "
-          f"{fmt(r.get('bytes_per_connection'))} | {fmt(r.get('connections_per_gib'))} |")
+        x = None if r.get("server") == "ceiling" else ratio(r.get("bytes_per_connection"), idle_ceiling(r["connections"]))
+        p(f"| {r.get('server', 'tollgate')} | {fmt(r['connections'])} | {fmt(r.get('still_open'))} | {fmt(mib('rss_before_kib'), 1)} | "
+          f"{fmt(mib('rss_after_kib'), 1)} | {fmt(r.get('bytes_per_connection'))} | {fmt(r.get('connections_per_gib'))} | "
+          f"{'—' if x is None else f'{x:.2f}×'} |")
     p("")
     p("### Cold start (process start → first 200 on /_healthcheck)")
     p("")
@@ -524,8 +530,10 @@ def cmd_report(results):
     wsr = ratio(anon, med("throughput", "ws-getProfile", "rate", "ceiling"))
     httpr = ratio(med("throughput", "http-getProfile", "rate"), med("throughput", "http-getProfile", "rate", "ceiling"))
     half = med("openloop", "ws-getProfile-half", "p99_ms")
-    idle = [r for r in rows if r.get("kind") == "idle" and r.get("connections_per_gib")]
+    idle = [r for r in rows if r.get("kind") == "idle" and r.get("connections_per_gib") and r.get("server", "tollgate") == "tollgate"]
     per_gib = min((r["connections_per_gib"] for r in idle), default=None)
+    idle_x = max((x for x in (ratio(r.get("bytes_per_connection"), idle_ceiling(r["connections"])) for r in idle)
+                  if x is not None), default=None)
     seeded = median([r["ms"] for r in rows if r.get("kind") == "coldstart" and r.get("scenario") == "seeded"])
     gate = ratio(user, admin)
     p("| target | measured | met |")
@@ -538,6 +546,8 @@ def cmd_report(results):
     p(f"| p99 at half saturation ≤ 2 ms (WS getProfile) | {fmt(half, 3)} ms (ceiling at that rate: {fmt(half_floor, 3)} ms) | "
       f"{check(None if half is None else half <= 2.0)} |")
     p(f"| ≥ 80,000 idle WS connections per GiB | {fmt(per_gib)} | {check(None if per_gib is None else per_gib >= 80000)} |")
+    p(f"| idle WS bytes per connection ≤ 1.3× the ceiling's (worst of the counts) | {'—' if idle_x is None else f'{idle_x:.2f}×'} | "
+      f"{check(None if idle_x is None else idle_x <= 1.3)} |")
     p(f"| cold start with a seeded store ≤ 100 ms | {fmt(seeded, 1)} ms | {check(None if seeded is None else seeded <= 100)} |")
     p(f"| rights check + rate limiter cost < 10% | {'—' if gate is None else f'{1 - gate:.1%}'} | {check(None if gate is None else 1 - gate < 0.10)} |")
     for label, measured, ok in write_targets:
@@ -826,19 +836,22 @@ if [[ -n $PG_URL ]]; then
 fi
 
 # ---------------------------------------------------------------------------------------------------
-# 3. Idle WebSocket connections: server RSS growth / N, on a fresh server for each N.
+# 3. Idle WebSocket connections: server RSS growth / N, on a fresh server for each N, Tollgate then the
+#    ceiling server (same stack, same 4 KiB read buffer) for the ratio.
 # ---------------------------------------------------------------------------------------------------
 for n in $IDLE_COUNTS; do
     if [[ $((n + 64)) -gt $FD_LIMIT ]]; then
         warn "ulimit -n is $FD_LIMIT: measuring $((FD_LIMIT - 64)) idle connections instead of $n"
         n=$((FD_LIMIT - 64))
     fi
-    log "idle WebSocket connections: $n"
-    start_server tollgate
-    { "${CLIENT_PIN[@]}" "$BIN/tollgate-idle" --target "$ADDR" --connections "$n" --pid "$SERVER_PID" \
-        --settle 2 --label "idle-$n" || true; } |
-        py record "$RESULTS" kind=idle scenario="idle-$n" server=tollgate
-    stop_server
+    for server in tollgate ceiling; do
+        log "idle WebSocket connections: $n ($server)"
+        start_server "$server"
+        { "${CLIENT_PIN[@]}" "$BIN/tollgate-idle" --target "$ADDR" --connections "$n" --pid "$SERVER_PID" \
+            --settle 2 --label "idle-$n-$server" || true; } |
+            py record "$RESULTS" kind=idle scenario="idle-$n" server="$server"
+        stop_server
+    done
 done
 
 # ---------------------------------------------------------------------------------------------------

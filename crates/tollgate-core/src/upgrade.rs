@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -20,5 +21,9 @@ pub trait UpgradeAcceptor: Send + Sync + 'static {
     /// The `Sec-WebSocket-Accept` value for a `Sec-WebSocket-Key`.
     fn accept_key(&self, key: &[u8]) -> String;
     /// Serves the upgraded connection until it closes.
-    fn serve(&self, io: BoxedIo, conn: ConnectionInfo) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+    fn serve(
+        &self,
+        io: BoxedIo,
+        conn: Arc<ConnectionInfo>,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>>;
 }

@@ -583,7 +583,8 @@ impl HttpFrontend {
         };
         let accept = acceptor.accept_key(key.as_bytes());
         let on_upgrade = hyper::upgrade::on(req);
-        let info = ConnectionInfo {
+        // Shared before the task: a task keeps its captures for the socket's whole life.
+        let info = Arc::new(ConnectionInfo {
             id: new_request_id(),
             protocol: Protocol::WebSocket,
             peer: conn.peer,
@@ -591,7 +592,7 @@ impl HttpFrontend {
             token_links: Some(Arc::default()),
             // The upgrade's cookie authenticates the socket's requests, as in Kuzzle.
             cookie: conn.cookie.clone(),
-        };
+        });
         self.shutdown.spawn(async move {
             match on_upgrade.await {
                 Ok(upgraded) => acceptor.serve(Box::new(TokioIo::new(upgraded)), info).await,

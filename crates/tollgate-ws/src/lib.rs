@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use serde_json::{Value, json};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
@@ -116,7 +116,7 @@ impl UpgradeAcceptor for WsFrontend {
     fn serve(
         &self,
         io: BoxedIo,
-        conn: ConnectionInfo,
+        conn: Arc<ConnectionInfo>,
     ) -> Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
         let inner = Arc::clone(&self.inner);
         Box::pin(async move {
@@ -133,7 +133,7 @@ impl UpgradeAcceptor for WsFrontend {
             )
             .await;
             let (sink, stream) = ws.split();
-            run_socket(inner, sink, stream, Arc::new(conn)).await;
+            run_socket(inner, sink, stream, conn).await;
         })
     }
 }
@@ -146,9 +146,12 @@ enum Outgoing {
 
 /// The per-socket queue of outgoing frames. A full queue means the client does not read fast
 /// enough: the socket is flagged for closing (1011).
+///
+/// The queue (flume's bounded channel) allocates nothing until a frame waits in it, so an idle socket
+/// costs no queue memory; past a burst it keeps room for at most `max_queued_messages` frames.
 #[derive(Clone)]
 struct Outbox {
-    tx: mpsc::Sender<Outgoing>,
+    tx: flume::Sender<Outgoing>,
     overflow: CancelFlag,
 }
 
@@ -158,16 +161,25 @@ const FULL_QUEUE_GRACE: Duration = Duration::from_secs(1);
 
 impl Outbox {
     /// Queues one frame, waiting at most [`FULL_QUEUE_GRACE`] for room; past that the socket is
-    /// flagged for closing (1011).
-    async fn push(&self, text: String) {
+    /// flagged for closing (1011). The frame is queued when this is called; the future only waits
+    /// for room, if there was none. That wait is boxed: it is rare, and its timer would otherwise
+    /// take room in the state of every socket's reader, idle or not.
+    fn push(&self, text: String) -> impl Future<Output = ()> + Send + '_ {
         let frame = Outgoing::Frame(Message::Text(Utf8Bytes::from(text)));
-        let frame = match self.tx.try_send(frame) {
-            Ok(()) => return,
-            Err(mpsc::error::TrySendError::Full(frame)) => frame,
-            // The socket is gone: nobody is left to answer.
-            Err(mpsc::error::TrySendError::Closed(_)) => return,
+        let waiting = match self.tx.try_send(frame) {
+            Err(flume::TrySendError::Full(frame)) => Some(Box::pin(self.wait_for_room(frame))),
+            // Queued, or the socket is gone and nobody is left to answer.
+            Ok(()) | Err(flume::TrySendError::Disconnected(_)) => None,
         };
-        if tokio::time::timeout(FULL_QUEUE_GRACE, self.tx.send(frame))
+        async move {
+            if let Some(waiting) = waiting {
+                waiting.await;
+            }
+        }
+    }
+
+    async fn wait_for_room(&self, frame: Outgoing) {
+        if tokio::time::timeout(FULL_QUEUE_GRACE, self.tx.send_async(frame))
             .await
             .is_err()
         {
@@ -176,128 +188,216 @@ impl Outbox {
     }
 }
 
-async fn run_socket<S, R>(inner: Arc<Inner>, sink: S, mut stream: R, conn: Arc<ConnectionInfo>)
+/// Serves one socket until it closes.
+///
+/// Its state is what an idle socket costs the server, so it is kept small: one timer for both the idle
+/// timeout and the expiry of linked tokens, answers turned into text before they wait for the queue,
+/// and rare waits boxed. (A plain function returning an `async move` block: an `async fn` would hold
+/// its arguments twice.)
+fn run_socket<S, R>(
+    inner: Arc<Inner>,
+    sink: S,
+    mut stream: R,
+    conn: Arc<ConnectionInfo>,
+) -> impl Future<Output = ()> + Send
 where
     S: Sink<Message, Error = WsError> + Send + Unpin + 'static,
     R: Stream<Item = Result<Message, WsError>> + Send + Unpin,
 {
-    let config = &inner.config;
-    let (tx, rx) = mpsc::channel(config.max_queued_messages.max(1));
+    let (tx, rx) = flume::bounded(inner.config.max_queued_messages.max(1));
     let overflow = CancelFlag::default();
-    let outbox = Outbox {
-        tx: tx.clone(),
-        overflow: overflow.clone(),
-    };
     let writer = tokio::spawn(write_loop(sink, rx, overflow.clone()));
-    let in_flight = Arc::new(Semaphore::new(config.max_in_flight.max(1)));
-    let mut window = RateWindow::new(config.rate_limit);
-    let idle = tokio::time::sleep(config.idle_timeout);
-    tokio::pin!(idle);
-    // Futures that outlive one message are created once, not per message.
-    let overflowed = overflow.cancelled();
-    tokio::pin!(overflowed);
-    let stopping = inner.shutdown.triggered();
-    tokio::pin!(stopping);
-    let links = conn.token_links.clone();
-    let mut links_changed = Box::pin(token_linked(links.clone()));
-    let expiry = tokio::time::sleep(Duration::from_secs(365 * 24 * 3600));
-    tokio::pin!(expiry);
-
-    let close: Option<(CloseCode, &'static str)> = loop {
-        let next = tokio::select! {
-            biased;
-            _ = &mut overflowed => break None,
-            _ = &mut stopping => break Some((CloseCode::Away, "server shutting down")),
-            _ = &mut idle => break Some((CloseCode::Normal, "idle timeout")),
-            _ = &mut expiry => {
-                let expired = links.as_ref().map_or(0, |l| l.take_expired(epoch_ms()));
-                for _ in 0..expired {
-                    outbox.push(token_expired(&inner.node)).await;
-                }
-                expiry.as_mut().reset(next_expiry(links.as_deref()));
-                continue;
-            }
-            _ = &mut links_changed => {
-                links_changed.set(token_linked(links.clone()));
-                expiry.as_mut().reset(next_expiry(links.as_deref()));
-                continue;
-            }
-            next = stream.next() => next,
+    async move {
+        let config = &inner.config;
+        let outbox = Outbox {
+            tx,
+            overflow: overflow.clone(),
         };
-        let message = match next {
-            None => break None,
-            Some(Ok(message)) => message,
-            Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))) => {
-                break Some((CloseCode::Size, "message too big"));
-            }
-            Some(Err(error)) => {
-                tracing::debug!(connection = %conn.id, %error, "websocket read failed");
-                break None;
-            }
-        };
-        idle.as_mut().reset(Instant::now() + config.idle_timeout);
-        let payload: Bytes = match message {
-            Message::Text(text) => text.into(),
-            Message::Binary(bytes) => bytes,
-            Message::Close(_) => break None,
-            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
-        };
-        if payload.is_empty() {
-            continue;
-        }
-        // Wait for a request slot of this socket before reading further.
-        let permit = tokio::select! {
-            biased;
-            _ = &mut overflowed => break None,
-            _ = &mut stopping => break Some((CloseCode::Away, "server shutting down")),
-            permit = Arc::clone(&in_flight).acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => break None,
-            },
-        };
-        // A large message is parsed on a blocking thread, so its parsing never holds up the other
-        // sockets of this worker.
-        let decoded = if payload.len() > LARGE_MESSAGE {
-            match tokio::task::spawn_blocking(move || parse(&payload)).await {
-                Ok(parsed) => parsed.map_or_else(
-                    |reason| Decoded::Reply(unexpected(reason)),
-                    |v| admit(v, &mut window),
-                ),
-                Err(_) => Decoded::Reply(unexpected("message parsing failed".to_owned())),
-            }
-        } else {
-            decode(&payload, &mut window)
-        };
-        match decoded {
-            Decoded::Heartbeat => outbox.push(r#"{"p":2}"#.to_owned()).await,
-            Decoded::Reply(response) => outbox.push(response.to_text(&inner.node, ROOM)).await,
-            Decoded::Request(req) => {
-                let (task_inner, task_conn) = (Arc::clone(&inner), Arc::clone(&conn));
-                let mut run =
-                    Box::pin(async move { task_inner.funnel.execute(req, &task_conn).await });
-                // Most requests (cached reads) complete without waiting: answer those here, and
-                // hand only the ones that wait (storage, admission) to a task of their own, so a slow
-                // request never holds up the socket.
-                let polled = std::future::poll_fn(|cx| Poll::Ready(run.as_mut().poll(cx))).await;
-                match polled {
-                    Poll::Ready(response) => {
-                        outbox.push(response.to_text(&inner.node, ROOM)).await;
-                        drop(permit);
+        let in_flight = Arc::new(Semaphore::new(config.max_in_flight.max(1)));
+        // The timers and waits of the reading loop live in this block only: they are dropped before
+        // the closing steps below, which then do not add their own room to every socket's state.
+        let close: Option<(CloseCode, &'static str)> = {
+            let mut window = RateWindow::new(config.rate_limit);
+            // One timer, due at the earlier of the idle deadline and the next token expiry. A message
+            // only moves the idle deadline; the timer is moved when it fires early.
+            let mut idle_at = Instant::now() + config.idle_timeout;
+            let links = conn.token_links.clone();
+            let mut expiry_at = next_expiry(links.as_deref());
+            let timer = tokio::time::sleep_until(idle_at.min(expiry_at));
+            tokio::pin!(timer);
+            // Futures that outlive one message are created once, not per message.
+            let overflowed = overflow.cancelled();
+            tokio::pin!(overflowed);
+            let stopping = inner.shutdown.triggered();
+            tokio::pin!(stopping);
+            let mut links_changed = Box::pin(token_linked(links.clone()));
+            loop {
+                // The message's frame and the stream's item end with this block: only the payload
+                // stays in the reader's state.
+                let payload: Bytes = {
+                    let next = tokio::select! {
+                        biased;
+                        _ = &mut overflowed => break None,
+                        _ = &mut stopping => break Some((CloseCode::Away, "server shutting down")),
+                        _ = &mut timer => {
+                            let now = Instant::now();
+                            if now >= idle_at {
+                                break Some((CloseCode::Normal, "idle timeout"));
+                            }
+                            if now >= expiry_at {
+                                let expired = links.as_ref().map_or(0, |l| l.take_expired(epoch_ms()));
+                                for _ in 0..expired {
+                                    outbox.push(token_expired(&inner.node)).await;
+                                }
+                                expiry_at = next_expiry(links.as_deref());
+                            }
+                            timer.as_mut().reset(idle_at.min(expiry_at));
+                            continue;
+                        }
+                        _ = &mut links_changed => {
+                            links_changed.set(token_linked(links.clone()));
+                            expiry_at = next_expiry(links.as_deref());
+                            timer.as_mut().reset(idle_at.min(expiry_at));
+                            continue;
+                        }
+                        next = stream.next() => next,
+                    };
+                    let message = match next {
+                        None => break None,
+                        Some(Ok(message)) => message,
+                        Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))) => {
+                            break Some((CloseCode::Size, "message too big"));
+                        }
+                        Some(Err(error)) => {
+                            tracing::debug!(connection = %conn.id, %error, "websocket read failed");
+                            break None;
+                        }
+                    };
+                    idle_at = Instant::now() + config.idle_timeout;
+                    match message {
+                        Message::Text(text) => text.into(),
+                        Message::Binary(bytes) => bytes,
+                        Message::Close(_) => break None,
+                        Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
                     }
-                    Poll::Pending => {
-                        let node = Arc::clone(&inner.node);
-                        let outbox = outbox.clone();
-                        tokio::spawn(async move {
-                            let response = run.await;
-                            outbox.push(response.to_text(&node, ROOM)).await;
-                            drop(permit);
-                        });
-                    }
+                };
+                if payload.is_empty() {
+                    continue;
                 }
+                // Wait for a request slot of this socket before reading further.
+                let permit = match Arc::clone(&in_flight).try_acquire_owned() {
+                    Ok(permit) => permit,
+                    Err(_) => {
+                        let acquire = Box::pin(Arc::clone(&in_flight).acquire_owned());
+                        tokio::select! {
+                            biased;
+                            _ = &mut overflowed => break None,
+                            _ = &mut stopping => break Some((CloseCode::Away, "server shutting down")),
+                            permit = acquire => match permit {
+                                Ok(permit) => permit,
+                                Err(_) => break None,
+                            },
+                        }
+                    }
+                };
+                // A large message is parsed on a blocking thread, so its parsing never holds up the
+                // other sockets of this worker.
+                let decoded = if payload.len() > LARGE_MESSAGE {
+                    match tokio::task::spawn_blocking(move || parse(&payload)).await {
+                        Ok(parsed) => parsed.map_or_else(
+                            |reason| Decoded::Reply(unexpected(reason)),
+                            |v| admit(v, &mut window),
+                        ),
+                        Err(_) => Decoded::Reply(unexpected("message parsing failed".to_owned())),
+                    }
+                } else {
+                    decode(&payload, &mut window)
+                };
+                // Only the answer's text waits for the queue, not the request or the response.
+                let text = match prepare(decoded, &inner, &conn) {
+                    Step::Answer(text) => text,
+                    Step::Run(mut run) => {
+                        // Most requests (cached reads) complete without waiting: answer those here,
+                        // and hand only the ones that wait (storage, admission) to a task of their
+                        // own, so a slow request never holds up the socket.
+                        let node = &inner.node;
+                        let answered = std::future::poll_fn(|cx| {
+                            Poll::Ready(match run.as_mut().poll(cx) {
+                                Poll::Ready(response) => Some(response.to_text(node, ROOM)),
+                                Poll::Pending => None,
+                            })
+                        })
+                        .await;
+                        match answered {
+                            Some(text) => text,
+                            None => {
+                                let node = Arc::clone(&inner.node);
+                                let outbox = outbox.clone();
+                                tokio::spawn(async move {
+                                    let response = run.await;
+                                    outbox.push(response.to_text(&node, ROOM)).await;
+                                    drop(permit);
+                                });
+                                continue;
+                            }
+                        }
+                    }
+                };
+                outbox.push(text).await;
+                drop(permit);
             }
-        }
-    };
+        };
+        // The closing steps are rare: boxed, they take no room in the state of a socket that reads.
+        Box::pin(close_socket(
+            close,
+            config,
+            in_flight,
+            outbox,
+            overflow,
+            writer,
+            &conn,
+            &mut stream,
+        ))
+        .await;
+    }
+}
 
+/// What the reader does with a decoded message: write an answer, or run a request.
+enum Step {
+    Answer(String),
+    Run(Pin<Box<dyn Future<Output = Response> + Send>>),
+}
+
+/// Turns a decoded message into its [`Step`], without waiting: the decoded request does not take
+/// room in the reader's state across its waits.
+fn prepare(decoded: Decoded, inner: &Arc<Inner>, conn: &Arc<ConnectionInfo>) -> Step {
+    match decoded {
+        Decoded::Heartbeat => Step::Answer(r#"{"p":2}"#.to_owned()),
+        Decoded::Reply(response) => Step::Answer(response.to_text(&inner.node, ROOM)),
+        Decoded::Request(req) => {
+            let (inner, conn) = (Arc::clone(inner), Arc::clone(conn));
+            Step::Run(Box::pin(
+                async move { inner.funnel.execute(req, &conn).await },
+            ))
+        }
+    }
+}
+
+/// The closing steps of a socket: let its requests finish if the server stops, queue the close
+/// frame, wait for the writer, then linger.
+#[allow(clippy::too_many_arguments)]
+async fn close_socket<R>(
+    close: Option<(CloseCode, &'static str)>,
+    config: &WsConfig,
+    in_flight: Arc<Semaphore>,
+    outbox: Outbox,
+    overflow: CancelFlag,
+    writer: tokio::task::JoinHandle<()>,
+    conn: &ConnectionInfo,
+    stream: &mut R,
+) where
+    R: Stream<Item = Result<Message, WsError>> + Send + Unpin,
+{
     if let Some((code, reason)) = close {
         if code == CloseCode::Away {
             // Let the requests of this socket finish before saying goodbye.
@@ -305,11 +405,10 @@ where
             let _ = in_flight.acquire_many(all).await;
         }
         // The queue may be full; the writer is then closing the socket anyway.
-        let _ = tx.try_send(Outgoing::Close(code, reason));
+        let _ = outbox.tx.try_send(Outgoing::Close(code, reason));
     } else if overflow.is_cancelled() {
         tracing::info!(connection = %conn.id, "closing a websocket whose client is too slow to read");
     }
-    drop(tx);
     drop(outbox);
     let _ = writer.await;
     // Lingering close: once the last frames and the close frame are written, read and discard what
@@ -365,54 +464,86 @@ const ROOM: Encoding = Encoding {
     pretty: false,
 };
 
-async fn write_loop<S>(mut sink: S, mut rx: mpsc::Receiver<Outgoing>, overflow: CancelFlag)
+/// How the writer's loop ended.
+enum WriterEnd {
+    /// Every sender is gone and the queue is empty.
+    Drained,
+    /// The client is too slow to read (1011).
+    Overflow,
+    /// The reader asked for this close frame.
+    Close(CloseCode, &'static str),
+}
+
+/// The writer task of a socket: writes the queued frames in order, then the close frame.
+/// (A plain function returning an `async move` block: an `async fn` would hold its arguments twice.
+/// The task's state is part of what an idle socket costs: what only closing needs is boxed.)
+#[allow(clippy::manual_async_fn)]
+fn write_loop<S>(
+    mut sink: S,
+    rx: flume::Receiver<Outgoing>,
+    overflow: CancelFlag,
+) -> impl Future<Output = ()> + Send
+where
+    S: Sink<Message, Error = WsError> + Send + Unpin + 'static,
+{
+    async move {
+        let overflowed = overflow.cancelled_owned();
+        tokio::pin!(overflowed);
+        let end = loop {
+            let message = {
+                let next = tokio::select! {
+                    biased;
+                    _ = &mut overflowed => break WriterEnd::Overflow,
+                    next = rx.recv_async() => next,
+                };
+                match next {
+                    Ok(Outgoing::Frame(message)) => message,
+                    Ok(Outgoing::Close(code, reason)) => break WriterEnd::Close(code, reason),
+                    Err(_) => break WriterEnd::Drained,
+                }
+            };
+            tokio::select! {
+                biased;
+                _ = &mut overflowed => break WriterEnd::Overflow,
+                sent = sink.send(message) => if sent.is_err() {
+                    return;
+                },
+            }
+        };
+        Box::pin(async move {
+            match end {
+                WriterEnd::Close(code, reason) => send_close(&mut sink, code, reason.into()).await,
+                WriterEnd::Overflow => {
+                    let reason = "too much backpressure: client is too slow".into();
+                    send_close(&mut sink, CloseCode::Error, reason).await;
+                }
+                WriterEnd::Drained => {
+                    let _ = tokio::time::timeout(CLOSE_GRACE, sink.close()).await;
+                }
+            }
+        })
+        .await;
+    }
+}
+
+/// How long the close frame may take to go out.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+/// The same for a client that stopped reading: it gets longer to take its pending frames and the
+/// close frame.
+const SLOW_CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+/// Writes the close frame, within [`CLOSE_GRACE`] (or [`SLOW_CLOSE_GRACE`] for a slow client).
+async fn send_close<S>(sink: &mut S, code: CloseCode, reason: Utf8Bytes)
 where
     S: Sink<Message, Error = WsError> + Unpin,
 {
-    const CLOSE_GRACE: Duration = Duration::from_secs(1);
-    // A client that stopped reading gets longer to take its pending frames and the close frame.
-    const SLOW_CLOSE_GRACE: Duration = Duration::from_secs(5);
-    let overflowed = overflow.cancelled();
-    tokio::pin!(overflowed);
-    loop {
-        let next = tokio::select! {
-            biased;
-            _ = &mut overflowed => None,
-            next = rx.recv() => next,
-        };
-        let Some(out) = next else { break };
-        match out {
-            Outgoing::Frame(message) => {
-                let sent = tokio::select! {
-                    biased;
-                    _ = &mut overflowed => break,
-                    sent = sink.send(message) => sent,
-                };
-                if sent.is_err() {
-                    return;
-                }
-            }
-            Outgoing::Close(code, reason) => {
-                let frame = CloseFrame {
-                    code,
-                    reason: reason.into(),
-                };
-                let _ =
-                    tokio::time::timeout(CLOSE_GRACE, sink.send(Message::Close(Some(frame)))).await;
-                return;
-            }
-        }
-    }
-    if overflow.is_cancelled() {
-        let frame = CloseFrame {
-            code: CloseCode::Error,
-            reason: "too much backpressure: client is too slow".into(),
-        };
-        let _ =
-            tokio::time::timeout(SLOW_CLOSE_GRACE, sink.send(Message::Close(Some(frame)))).await;
+    let grace = if code == CloseCode::Error {
+        SLOW_CLOSE_GRACE
     } else {
-        let _ = tokio::time::timeout(CLOSE_GRACE, sink.close()).await;
-    }
+        CLOSE_GRACE
+    };
+    let frame = CloseFrame { code, reason };
+    let _ = tokio::time::timeout(grace, sink.send(Message::Close(Some(frame)))).await;
 }
 
 /// Fixed one-second window of the per-socket message rate.
