@@ -400,6 +400,20 @@ def cmd_report(results):
         write_targets.append(("server CPU per durable write ≤ 1.5× per in-memory write", times(r), None if r is None else r <= 1.5))
         r = ratio(w["ws-updateProfile-sqlite-seeded"][0], w["ws-updateProfile-sqlite"][0])
         write_targets.append(("durable updateProfile on the seeded store within 10% of the empty store's rate", pct(r), None if r is None else r >= 0.9))
+    # Runtime workers: the server and the load generator share both cores, so the rate is bounded by
+    # the generator too; the server's CPU per answer tells whether a second worker adds cost (a lock).
+    wk = {(b, n): (med("throughput", f"{b}-w{n}", "rate"), med("throughput", f"{b}-w{n}", "server_cpu_us_per_answer"))
+          for b in ("ws-getProfile", "ws-updateProfile-memory") for n in (1, 2)}
+    if any(v[0] for v in wk.values()):
+        p("### Runtime workers (server and load generator on both cores, no pinning)")
+        p("")
+        p("| scenario | 1 worker msg/s | µs / answer | 2 workers msg/s | µs / answer | CPU per answer, 2 / 1 |")
+        p("| --- | ---: | ---: | ---: | ---: | ---: |")
+        for b in ("ws-getProfile", "ws-updateProfile-memory"):
+            (r1, c1), (r2, c2) = wk[(b, 1)], wk[(b, 2)]
+            x = ratio(c2, c1)
+            p(f"| {b} | {fmt(r1)} | {fmt(c1, 1)} | {fmt(r2)} | {fmt(c2, 1)} | {'—' if x is None else f'{x:.2f}×'} |")
+        p("")
     anon, admin, user = (med("throughput", s, "rate") for s in ("ws-getProfile", "ws-getProfile-admin", "ws-getProfile-user"))
     p("### Cost of the security gate (WebSocket security:getProfile)")
     p("")
@@ -580,6 +594,11 @@ printf '# defaults: SQLite store, synchronous = "full"\n[server]\nmax_connection
 # The same with GET /_metrics on (the metrics layer counting every request).
 printf '[server]\nmax_connections_per_ip = 0\n[metrics]\nmode = "open"\n' >"$WORK/metrics.toml"
 printf '[server]\nmax_connections_per_ip = 0\n[storage]\nengine = "memory"\n' >"$WORK/memory.toml"
+# The worker scenarios (`-w1`, `-w2`): the same with a set number of runtime worker threads.
+for w in 1 2; do
+    printf '[server]\nmax_connections_per_ip = 0\nworker_threads = %s\n' "$w" >"$WORK/sqlite-w$w.toml"
+    printf '[server]\nmax_connections_per_ip = 0\nworker_threads = %s\n[storage]\nengine = "memory"\n' "$w" >"$WORK/memory-w$w.toml"
+done
 
 # PostgreSQL: BENCH_PG_URL, else a throw-away cluster (.ci/pg-start, stopped at exit); skipped with a
 # printed reason when neither works. Each run gets a database of its own (created with psql).
@@ -696,8 +715,20 @@ run_scenario() {
     case $scenario in
         ceiling-*) server=ceiling; scenario=${scenario#ceiling-} ;;
     esac
-    [[ $scenario == *-memory ]] && config=$WORK/memory.toml
-    [[ $scenario == *-metrics ]] && config=$WORK/metrics.toml
+    # `-w1`, `-w2`: that many runtime worker threads, and the server and the load generator share
+    # every core (no pinning): the figure to read is the server's CPU per answer, not the rate.
+    local workers= scenario_base= saved_server_pin=("${SERVER_PIN[@]}") saved_client_pin=("${CLIENT_PIN[@]}")
+    if [[ $scenario =~ -w([0-9]+)$ ]]; then
+        local w=${BASH_REMATCH[1]}
+        workers=$w
+        SERVER_PIN=(); CLIENT_PIN=()
+        scenario_base=${scenario%-w*}
+    else
+        scenario_base=$scenario
+    fi
+    [[ $scenario_base == *-memory ]] && config=$WORK/memory.toml
+    [[ $scenario_base == *-metrics ]] && config=$WORK/metrics.toml
+    [[ -n $workers ]] && config=${config%.toml}-w$workers.toml
     if [[ $scenario == *-postgresql* ]]; then
         pg_fresh
         config=$WORK/pg.toml
@@ -708,7 +739,7 @@ run_scenario() {
     local conns=$CONNS
     [[ $scenario == *-1 ]] && conns=1
     start_server "$server" "$config" "$template"
-    case $scenario in
+    case $scenario_base in
         ws-now*) args=(--protocol ws --request "$WS_NOW") ;;
         ws-getProfile-admin) jwt=$(py admin-token "$ADDR") ;;&
         ws-getProfile-user) jwt=$(py user-token "$ADDR") ;;&
@@ -731,6 +762,7 @@ run_scenario() {
         py record "$RESULTS" kind="$kind" scenario="$scenario" server="$server" run="$run"
     stop_server
     pg_drop
+    SERVER_PIN=("${saved_server_pin[@]}"); CLIENT_PIN=("${saved_client_pin[@]}")
 }
 
 cpu_model=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
@@ -767,6 +799,7 @@ THROUGHPUT=(
     http-getProfile ceiling-http-getProfile
     http-updateProfile-memory http-updateProfile-sqlite ceiling-http-updateProfile
     ws-updateProfile-sqlite-1 ws-updateProfile-sqlite-seeded
+    ws-getProfile-w1 ws-getProfile-w2 ws-updateProfile-memory-w1 ws-updateProfile-memory-w2
 )
 if [[ -n $PG_URL ]]; then
     THROUGHPUT+=(ws-updateProfile-postgresql ws-updateProfile-postgresql-1 ws-getProfile-postgresql)

@@ -244,6 +244,8 @@ pub struct ServerSection {
     pub max_connections_per_ip: usize,
     /// Time in-flight requests get to finish on shutdown, in milliseconds.
     pub shutdown_grace_ms: u64,
+    /// Threads of the async runtime that serve requests; 0 = one per core the process may run on.
+    pub worker_threads: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -333,6 +335,7 @@ impl Default for ServerSection {
             max_connections: 65_536,
             max_connections_per_ip: 1024,
             shutdown_grace_ms: 10_000,
+            worker_threads: 0,
         }
     }
 }
@@ -413,6 +416,9 @@ pub struct Settings {
     pub listen: SocketAddr,
 }
 
+/// Most runtime worker threads `server.worker_threads` may ask for.
+pub const MAX_WORKER_THREADS: usize = 1024;
+
 impl Config {
     /// Loads the file named by `cli.config` (if any) and applies the CLI/environment overrides.
     pub fn load(cli: &Cli) -> Result<Self, ConfigError> {
@@ -475,6 +481,11 @@ impl Config {
         if !(1..=MAX_BODY).contains(&self.server.max_request_size) {
             return bad(format!(
                 "server.max_request_size must be between 1 and {MAX_BODY}"
+            ));
+        }
+        if self.server.worker_threads > MAX_WORKER_THREADS {
+            return bad(format!(
+                "server.worker_threads must be at most {MAX_WORKER_THREADS} (0: one per core)"
             ));
         }
         if self.server.max_connections == 0 {
@@ -852,9 +863,15 @@ mod tests {
             "[log]\nformat = \"xml\"",
             "[limits]\nconcurrent_requests = 0",
             "[server]\nnode_id = \"a b\"",
+            "[server]\nworker_threads = 1025",
         ] {
             let c = Config::from_toml(toml).unwrap_or_default();
             assert!(c.validate().is_err(), "{toml}");
         }
+        let c = Config::from_toml("[server]\nworker_threads = 2").unwrap_or_default();
+        assert_eq!(
+            c.validate().map(|s| s.config.server.worker_threads).ok(),
+            Some(2)
+        );
     }
 }

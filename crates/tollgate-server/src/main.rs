@@ -23,10 +23,13 @@ fn main() -> ExitCode {
         }
     };
     init_logging(&settings.config);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    // 0: tokio's own choice, one worker per core the process may run on (its affinity mask).
+    if settings.config.server.worker_threads > 0 {
+        builder.worker_threads(settings.config.server.worker_threads);
+    }
+    let runtime = match builder.build() {
         Ok(rt) => rt,
         Err(error) => {
             eprintln!("tollgate: cannot start the runtime: {error}");

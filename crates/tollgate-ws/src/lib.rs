@@ -10,6 +10,10 @@
 //! - a **writer** that drains a bounded queue of outgoing frames. A client too slow to read fills the
 //!   queue and is disconnected with close code 1011, so memory per socket stays bounded.
 //!
+//! An answer skips the queue when nothing is queued before it and the socket takes it at once: the
+//! task that made it writes it (`write_now`), which saves the writer task's wake-up on every cached
+//! read.
+//!
 //! RFC 6455 pings are answered by tungstenite itself while reading.
 
 use std::pin::Pin;
@@ -141,6 +145,8 @@ impl UpgradeAcceptor for WsFrontend {
 /// What the writer task sends.
 enum Outgoing {
     Frame(Message),
+    /// A frame the reader wrote itself is still partly in the sink's buffer: write it out.
+    Flush,
     Close(CloseCode, &'static str),
 }
 
@@ -165,7 +171,12 @@ impl Outbox {
     /// for room, if there was none. That wait is boxed: it is rare, and its timer would otherwise
     /// take room in the state of every socket's reader, idle or not.
     fn push(&self, text: String) -> impl Future<Output = ()> + Send + '_ {
-        let frame = Outgoing::Frame(Message::Text(Utf8Bytes::from(text)));
+        self.push_frame(Message::Text(Utf8Bytes::from(text)))
+    }
+
+    /// [`Outbox::push`] for a frame.
+    fn push_frame(&self, message: Message) -> impl Future<Output = ()> + Send + '_ {
+        let frame = Outgoing::Frame(message);
         let waiting = match self.tx.try_send(frame) {
             Err(flume::TrySendError::Full(frame)) => Some(Box::pin(self.wait_for_room(frame))),
             // Queued, or the socket is gone and nobody is left to answer.
@@ -206,7 +217,10 @@ where
 {
     let (tx, rx) = flume::bounded(inner.config.max_queued_messages.max(1));
     let overflow = CancelFlag::default();
-    let writer = tokio::spawn(write_loop(sink, rx, overflow.clone()));
+    // The reader writes its own answers when the writer is idle (see `write_now`); the writer task
+    // writes everything else, and whatever cannot be written at once.
+    let sink = Arc::new(tokio::sync::Mutex::new(sink));
+    let writer = tokio::spawn(write_loop(Arc::clone(&sink), rx, overflow.clone()));
     async move {
         let config = &inner.config;
         let outbox = Outbox {
@@ -333,9 +347,10 @@ where
                             None => {
                                 let node = Arc::clone(&inner.node);
                                 let outbox = outbox.clone();
+                                let sink = Arc::clone(&sink);
                                 tokio::spawn(async move {
-                                    let response = run.await;
-                                    outbox.push(response.to_text(&node, ROOM)).await;
+                                    let text = run.await.to_text(&node, ROOM);
+                                    answer(&sink, &outbox, text).await;
                                     drop(permit);
                                 });
                                 continue;
@@ -343,7 +358,7 @@ where
                         }
                     }
                 };
-                outbox.push(text).await;
+                answer(&sink, &outbox, text).await;
                 drop(permit);
             }
         };
@@ -381,6 +396,61 @@ fn prepare(decoded: Decoded, inner: &Arc<Inner>, conn: &Arc<ConnectionInfo>) -> 
             ))
         }
     }
+}
+
+/// Sends one answer: written at once by the calling task when nothing waits before it and the
+/// socket takes it (no hand-off to the writer task), queued otherwise. Only the queueing can wait.
+fn answer<'a, S>(
+    sink: &'a tokio::sync::Mutex<S>,
+    outbox: &'a Outbox,
+    text: String,
+) -> impl Future<Output = ()> + Send + 'a
+where
+    S: Sink<Message, Error = WsError> + Unpin,
+{
+    let unsent = write_now(sink, outbox, Message::Text(Utf8Bytes::from(text)));
+    let queued = unsent.map(|message| outbox.push_frame(message));
+    async move {
+        if let Some(queued) = queued {
+            queued.await;
+        }
+    }
+}
+
+/// Writes one frame on the calling task, without waiting: only when no frame is queued before it
+/// and the writer task is not writing, and only as far as the socket takes it at once. Gives the
+/// frame back when it must be queued instead. A frame the socket took only in part stays in the
+/// sink's buffer and the writer is told to finish it ([`Outgoing::Flush`]); the queue's rule for slow
+/// clients then applies as to any frame.
+///
+/// Nothing waits on this write, so no task is woken for it: whatever the socket does not take at
+/// once goes to the writer task, which polls the sink with its own waker.
+fn write_now<S>(sink: &tokio::sync::Mutex<S>, outbox: &Outbox, message: Message) -> Option<Message>
+where
+    S: Sink<Message, Error = WsError> + Unpin,
+{
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let cx = &mut cx;
+    if !outbox.tx.is_empty() {
+        return Some(message);
+    }
+    let Ok(mut sink) = sink.try_lock() else {
+        return Some(message);
+    };
+    match Pin::new(&mut *sink).poll_ready(cx) {
+        Poll::Ready(Ok(())) => {}
+        // The socket is broken: the reader sees it on its next read.
+        Poll::Ready(Err(_)) => return None,
+        Poll::Pending => return Some(message),
+    }
+    if Pin::new(&mut *sink).start_send(message).is_err() {
+        return None;
+    }
+    if Pin::new(&mut *sink).poll_flush(cx).is_pending() {
+        // A full queue has frames the writer flushes with; a closed one has nobody left to read.
+        let _ = outbox.tx.try_send(Outgoing::Flush);
+    }
+    None
 }
 
 /// The closing steps of a socket: let its requests finish if the server stops, queue the close
@@ -479,7 +549,7 @@ enum WriterEnd {
 /// The task's state is part of what an idle socket costs: what only closing needs is boxed.)
 #[allow(clippy::manual_async_fn)]
 fn write_loop<S>(
-    mut sink: S,
+    sink: Arc<tokio::sync::Mutex<S>>,
     rx: flume::Receiver<Outgoing>,
     overflow: CancelFlag,
 ) -> impl Future<Output = ()> + Send
@@ -497,25 +567,38 @@ where
                     next = rx.recv_async() => next,
                 };
                 match next {
-                    Ok(Outgoing::Frame(message)) => message,
+                    Ok(Outgoing::Frame(message)) => Some(message),
+                    Ok(Outgoing::Flush) => None,
                     Ok(Outgoing::Close(code, reason)) => break WriterEnd::Close(code, reason),
                     Err(_) => break WriterEnd::Drained,
                 }
             };
-            tokio::select! {
+            // The reader holds the sink only for a write that does not wait.
+            let mut sink = match sink.try_lock() {
+                Ok(sink) => sink,
+                Err(_) => Box::pin(sink.lock()).await,
+            };
+            let written = tokio::select! {
                 biased;
                 _ = &mut overflowed => break WriterEnd::Overflow,
-                sent = sink.send(message) => if sent.is_err() {
-                    return;
-                },
+                written = async {
+                    match message {
+                        Some(message) => sink.send(message).await,
+                        None => sink.flush().await,
+                    }
+                } => written,
+            };
+            if written.is_err() {
+                return;
             }
         };
         Box::pin(async move {
+            let mut sink = sink.lock().await;
             match end {
-                WriterEnd::Close(code, reason) => send_close(&mut sink, code, reason.into()).await,
+                WriterEnd::Close(code, reason) => send_close(&mut *sink, code, reason.into()).await,
                 WriterEnd::Overflow => {
                     let reason = "too much backpressure: client is too slow".into();
-                    send_close(&mut sink, CloseCode::Error, reason).await;
+                    send_close(&mut *sink, CloseCode::Error, reason).await;
                 }
                 WriterEnd::Drained => {
                     let _ = tokio::time::timeout(CLOSE_GRACE, sink.close()).await;
