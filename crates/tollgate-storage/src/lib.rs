@@ -581,6 +581,29 @@ pub(crate) mod contract {
         );
     }
 
+    /// Listing is in byte order of the ids (UTF-8 bytes, so upper case before lower case, and
+    /// non-ASCII last), across pages.
+    pub async fn listing_is_in_byte_order(store: &dyn Store) {
+        for id in ["é", "a", "Z", "aa", "b", "_"] {
+            assert!(
+                store
+                    .commit(vec![put("index", id, json!({}), Expect::Any)])
+                    .await
+                    .is_ok()
+            );
+        }
+        let mut ids = Vec::new();
+        for from in [0, 2, 4] {
+            let page = store
+                .list("index", "", from, Some(2))
+                .await
+                .unwrap_or_default();
+            assert_eq!(page.total, 6);
+            ids.extend(page.docs.into_iter().map(|d| d.id));
+        }
+        assert_eq!(ids, vec!["Z", "_", "a", "aa", "b", "é"]);
+    }
+
     pub async fn listing_and_feed(store: &dyn Store) {
         let snap = store.snapshot(&["index"]).await.unwrap_or_default();
         let mut feed = store.subscribe(snap.seq);

@@ -273,4 +273,9 @@ mod tests {
     async fn memory_listing_and_feed() {
         contract::listing_and_feed(&MemoryStore::new()).await;
     }
+
+    #[tokio::test]
+    async fn memory_listing_is_in_byte_order() {
+        contract::listing_is_in_byte_order(&MemoryStore::new()).await;
+    }
 }

@@ -1579,6 +1579,10 @@ mod tests {
         contract::catchup_from_the_log
     );
     contract_test!(postgres_listing_and_feed, contract::listing_and_feed);
+    contract_test!(
+        postgres_listing_is_in_byte_order,
+        contract::listing_is_in_byte_order
+    );
 
     fn put(kind: Kind, id: &str, body: Value, expect: Expect) -> Op {
         Op::Put {

@@ -577,10 +577,14 @@ impl Store for SqliteStore {
                 .map_err(unavailable)?;
             let limit = size.map_or(-1, |s| i64::try_from(s).unwrap_or(i64::MAX));
             let offset = i64::try_from(from).unwrap_or(i64::MAX);
+            // `ORDER BY id` is byte order: `id` is TEXT with the BINARY collation (memcmp of the
+            // UTF-8 bytes), so the primary key (kind, id) gives the order and a page stops after
+            // `from + size` rows. (`CAST(id AS BLOB)` gave the same order through a sort of every
+            // document of the kind, for every page: a scan of 100,000 users took seconds of CPU.)
             let mut stmt = c
                 .prepare_cached(
                     "SELECT id, version, body FROM docs WHERE kind = ?1 AND substr(id, 1, ?2) = ?3
-                     ORDER BY CAST(id AS BLOB) LIMIT ?4 OFFSET ?5",
+                     ORDER BY id LIMIT ?4 OFFSET ?5",
                 )
                 .map_err(unavailable)?;
             let docs = stmt
@@ -749,6 +753,11 @@ mod tests {
     #[tokio::test]
     async fn sqlite_listing_and_feed() {
         contract::listing_and_feed(&store().1).await;
+    }
+
+    #[tokio::test]
+    async fn sqlite_listing_is_in_byte_order() {
+        contract::listing_is_in_byte_order(&store().1).await;
     }
 
     #[tokio::test]
