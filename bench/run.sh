@@ -719,8 +719,7 @@ run_scenario() {
     # every core (no pinning): the figure to read is the server's CPU per answer, not the rate.
     local workers= scenario_base= saved_server_pin=("${SERVER_PIN[@]}") saved_client_pin=("${CLIENT_PIN[@]}")
     if [[ $scenario =~ -w([0-9]+)$ ]]; then
-        local w=${BASH_REMATCH[1]}
-        workers=$w
+        workers=${BASH_REMATCH[1]}
         SERVER_PIN=(); CLIENT_PIN=()
         scenario_base=${scenario%-w*}
     else

@@ -145,7 +145,7 @@ impl UpgradeAcceptor for WsFrontend {
 /// What the writer task sends.
 enum Outgoing {
     Frame(Message),
-    /// A frame the reader wrote itself is still partly in the sink's buffer: write it out.
+    /// A frame written by `write_now` is still partly in the sink's buffer: write it out.
     Flush,
     Close(CloseCode, &'static str),
 }
@@ -170,12 +170,7 @@ impl Outbox {
     /// flagged for closing (1011). The frame is queued when this is called; the future only waits
     /// for room, if there was none. That wait is boxed: it is rare, and its timer would otherwise
     /// take room in the state of every socket's reader, idle or not.
-    fn push(&self, text: String) -> impl Future<Output = ()> + Send + '_ {
-        self.push_frame(Message::Text(Utf8Bytes::from(text)))
-    }
-
-    /// [`Outbox::push`] for a frame.
-    fn push_frame(&self, message: Message) -> impl Future<Output = ()> + Send + '_ {
+    fn push(&self, message: Message) -> impl Future<Output = ()> + Send + '_ {
         let frame = Outgoing::Frame(message);
         let waiting = match self.tx.try_send(frame) {
             Err(flume::TrySendError::Full(frame)) => Some(Box::pin(self.wait_for_room(frame))),
@@ -261,7 +256,7 @@ where
                             if now >= expiry_at {
                                 let expired = links.as_ref().map_or(0, |l| l.take_expired(epoch_ms()));
                                 for _ in 0..expired {
-                                    outbox.push(token_expired(&inner.node)).await;
+                                    answer(&sink, &outbox, token_expired(&inner.node)).await;
                                 }
                                 expiry_at = next_expiry(links.as_deref());
                             }
@@ -409,7 +404,7 @@ where
     S: Sink<Message, Error = WsError> + Unpin,
 {
     let unsent = write_now(sink, outbox, Message::Text(Utf8Bytes::from(text)));
-    let queued = unsent.map(|message| outbox.push_frame(message));
+    let queued = unsent.map(|message| outbox.push(message));
     async move {
         if let Some(queued) = queued {
             queued.await;
