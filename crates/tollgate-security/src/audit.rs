@@ -230,9 +230,9 @@ pub async fn purge(store: &dyn Store, before_ms: u64) -> Result<usize, StoreErro
     let cutoff = format!("{before_ms:013}");
     let mut purged = 0;
     loop {
-        let page = store.list(AUDIT, "", 0, Some(PAGE)).await?;
-        let old: Vec<Op> = page
-            .docs
+        // The oldest records first; the ones deleted by the round before are gone.
+        let docs = store.list_after(AUDIT, "", None, PAGE).await?;
+        let old: Vec<Op> = docs
             .iter()
             .take_while(|d| d.id.as_str() < cutoff.as_str())
             .map(|d| Op::Delete {

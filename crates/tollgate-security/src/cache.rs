@@ -731,6 +731,15 @@ mod tests {
         ) -> Result<tollgate_storage::Page, StoreError> {
             self.inner.list(kind, prefix, from, size).await
         }
+        async fn list_after(
+            &self,
+            kind: Kind,
+            prefix: &str,
+            after: Option<&str>,
+            size: u64,
+        ) -> Result<Vec<Doc>, StoreError> {
+            self.inner.list_after(kind, prefix, after, size).await
+        }
         async fn commit(&self, ops: Vec<Op>) -> Result<tollgate_storage::Committed, StoreError> {
             self.inner.commit(ops).await
         }

@@ -89,7 +89,8 @@ pub fn profile_ids_of(user: &tollgate_storage::Doc) -> Vec<String> {
 }
 
 /// Reads every document of `kind` whose id starts with `prefix`, a page of 1,000 at a time, handing
-/// each page to `visit` until it returns `false` or the documents run out.
+/// each page to `visit` until it returns `false` or the documents run out. Each page holds the ids
+/// after the last one seen (no count, no offset): a page costs the same at any depth.
 pub async fn scan(
     store: &dyn Store,
     kind: &'static str,
@@ -97,14 +98,17 @@ pub async fn scan(
     mut visit: impl FnMut(Vec<tollgate_storage::Doc>) -> bool,
 ) -> Result<(), StoreError> {
     const PAGE: u64 = 1_000;
-    let mut from = 0;
+    let mut after: Option<String> = None;
     loop {
-        let page = store.list(kind, prefix, from, Some(PAGE)).await?;
-        let full = page.docs.len() as u64 == PAGE;
-        if !visit(page.docs) || !full {
+        let docs = store
+            .list_after(kind, prefix, after.as_deref(), PAGE)
+            .await?;
+        let full = docs.len() as u64 == PAGE;
+        let last = docs.last().map(|d| d.id.clone());
+        if !visit(docs) || !full {
             return Ok(());
         }
-        from += PAGE;
+        after = last;
     }
 }
 
@@ -127,13 +131,13 @@ pub async fn user_tokens(store: &dyn Store, kuid: &str) -> Result<Vec<String>, S
 /// returns how many were deleted.
 pub async fn purge_expired_tokens(store: &dyn Store, now_ms: i64) -> Result<usize, StoreError> {
     const PAGE: u64 = 1_000;
-    let mut from = 0;
+    let mut after: Option<String> = None;
     let mut purged = 0;
     loop {
-        let page = store.list(TOKEN, "", from, Some(PAGE)).await?;
-        let count = page.docs.len() as u64;
-        let ops: Vec<Op> = page
-            .docs
+        let docs = store.list_after(TOKEN, "", after.as_deref(), PAGE).await?;
+        let count = docs.len() as u64;
+        after = docs.last().map(|d| d.id.clone());
+        let ops: Vec<Op> = docs
             .into_iter()
             .filter(|d| {
                 d.body
@@ -147,7 +151,6 @@ pub async fn purge_expired_tokens(store: &dyn Store, now_ms: i64) -> Result<usiz
                 expect: Expect::Any,
             })
             .collect();
-        let deleted = ops.len() as u64;
         if !ops.is_empty() {
             purged += ops.len();
             store.commit(ops).await?;
@@ -155,8 +158,6 @@ pub async fn purge_expired_tokens(store: &dyn Store, now_ms: i64) -> Result<usiz
         if count < PAGE {
             return Ok(purged);
         }
-        // The deleted ones no longer take a place in the listing.
-        from += PAGE - deleted;
     }
 }
 

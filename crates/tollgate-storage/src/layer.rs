@@ -47,6 +47,15 @@ impl Store for Layered {
     ) -> Result<Page, StoreError> {
         self.below.list(kind, prefix, from, size).await
     }
+    async fn list_after(
+        &self,
+        kind: Kind,
+        prefix: &str,
+        after: Option<&str>,
+        size: u64,
+    ) -> Result<Vec<Doc>, StoreError> {
+        self.below.list_after(kind, prefix, after, size).await
+    }
     async fn commit(&self, ops: Vec<Op>) -> Result<Committed, StoreError> {
         self.layer.commit(self.below.as_ref(), ops).await
     }

@@ -331,6 +331,17 @@ pub trait Store: Send + Sync + 'static {
         from: u64,
         size: Option<u64>,
     ) -> Result<Page, StoreError>;
+    /// The next documents of `kind` whose id starts with `prefix`, in id order (byte order), after
+    /// the id `after` (from the first one when `None`), at most `size`. Walks the listing by key:
+    /// no count of the kind and no step over the ids already seen, so reading every document page
+    /// by page costs the same per page however many there are.
+    async fn list_after(
+        &self,
+        kind: Kind,
+        prefix: &str,
+        after: Option<&str>,
+        size: u64,
+    ) -> Result<Vec<Doc>, StoreError>;
     /// Applies the batch atomically: all ops, or none.
     async fn commit(&self, ops: Vec<Op>) -> Result<Committed, StoreError>;
     /// Every document of `kinds` and the sequence number they are current as of.
@@ -602,6 +613,62 @@ pub(crate) mod contract {
             ids.extend(page.docs.into_iter().map(|d| d.id));
         }
         assert_eq!(ids, vec!["Z", "_", "a", "aa", "b", "é"]);
+    }
+
+    /// Keyset pages walk the ids after the last one seen, in byte order, within the prefix only
+    /// (ids of another kind, or past the prefix, never appear), and see what was added behind
+    /// them.
+    pub async fn listing_after_an_id(store: &dyn Store) {
+        for id in ["u:b", "u:é", "u:a", "u", "v:a", "u:Z", "t:z"] {
+            assert!(
+                store
+                    .commit(vec![put("index", id, json!({}), Expect::Any)])
+                    .await
+                    .is_ok()
+            );
+        }
+        assert!(
+            store
+                .commit(vec![put("collection", "u:0", json!({}), Expect::Any)])
+                .await
+                .is_ok()
+        );
+        let page = |after: Option<&'static str>, size| async move {
+            store
+                .list_after("index", "u:", after, size)
+                .await
+                .unwrap_or_default()
+                .into_iter()
+                .map(|d| d.id)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(page(None, 2).await, vec!["u:Z", "u:a"]);
+        assert_eq!(page(Some("u:a"), 2).await, vec!["u:b", "u:é"]);
+        assert_eq!(page(Some("u:é"), 2).await, Vec::<String>::new());
+        assert_eq!(page(None, 100).await, vec!["u:Z", "u:a", "u:b", "u:é"]);
+        // A document deleted or added behind the walk does not shift it.
+        assert!(
+            store
+                .commit(vec![
+                    Op::Delete {
+                        kind: "index",
+                        id: "u:Z".into(),
+                        expect: Expect::Any,
+                    },
+                    put("index", "u:B", json!({}), Expect::Any),
+                ])
+                .await
+                .is_ok()
+        );
+        assert_eq!(page(Some("u:a"), 10).await, vec!["u:b", "u:é"]);
+        let all = store
+            .list_after("index", "", None, 100)
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .map(|d| d.id)
+            .collect::<Vec<_>>();
+        assert_eq!(all, vec!["t:z", "u", "u:B", "u:a", "u:b", "u:é", "v:a"]);
     }
 
     pub async fn listing_and_feed(store: &dyn Store) {

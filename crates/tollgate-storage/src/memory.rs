@@ -2,6 +2,7 @@
 //! benchmarking the protocol path apart from the disk.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -73,6 +74,14 @@ fn key(kind: &str, id: &str) -> (String, String) {
     (kind.to_owned(), id.to_owned())
 }
 
+fn to_doc(((_, id), (version, body)): (&(String, String), &(u64, serde_json::Value))) -> Doc {
+    Doc {
+        id: id.clone(),
+        version: *version,
+        body: body.clone(),
+    }
+}
+
 #[async_trait]
 impl Store for MemoryStore {
     async fn get(&self, kind: Kind, id: &str) -> Result<Option<Doc>, StoreError> {
@@ -107,23 +116,41 @@ impl Store for MemoryStore {
         size: Option<u64>,
     ) -> Result<Page, StoreError> {
         let state = self.lock();
-        let matches: Vec<Doc> = state
-            .docs
-            .range(key(kind, prefix)..)
-            .take_while(|((k, id), _)| k == kind && id.starts_with(prefix))
-            .map(|((_, id), (v, body))| Doc {
-                id: id.clone(),
-                version: *v,
-                body: body.clone(),
-            })
-            .collect();
-        let total = matches.len() as u64;
+        let matches = || {
+            state
+                .docs
+                .range(key(kind, prefix)..)
+                .take_while(|((k, id), _)| k == kind && id.starts_with(prefix))
+        };
+        let total = matches().count() as u64;
         let from = usize::try_from(from).unwrap_or(usize::MAX);
         let size = size.map_or(usize::MAX, |s| usize::try_from(s).unwrap_or(usize::MAX));
         Ok(Page {
-            docs: matches.into_iter().skip(from).take(size).collect(),
+            docs: matches().skip(from).take(size).map(to_doc).collect(),
             total,
         })
+    }
+
+    async fn list_after(
+        &self,
+        kind: Kind,
+        prefix: &str,
+        after: Option<&str>,
+        size: u64,
+    ) -> Result<Vec<Doc>, StoreError> {
+        let state = self.lock();
+        let start = match after {
+            Some(after) => Bound::Excluded(key(kind, after)),
+            None => Bound::Included(key(kind, prefix)),
+        };
+        let size = usize::try_from(size).unwrap_or(usize::MAX);
+        Ok(state
+            .docs
+            .range((start, Bound::Unbounded))
+            .take_while(|((k, id), _)| k == kind && id.starts_with(prefix))
+            .take(size)
+            .map(to_doc)
+            .collect())
     }
 
     async fn commit(&self, ops: Vec<Op>) -> Result<Committed, StoreError> {
@@ -277,5 +304,10 @@ mod tests {
     #[tokio::test]
     async fn memory_listing_is_in_byte_order() {
         contract::listing_is_in_byte_order(&MemoryStore::new()).await;
+    }
+
+    #[tokio::test]
+    async fn memory_listing_after_an_id() {
+        contract::listing_after_an_id(&MemoryStore::new()).await;
     }
 }

@@ -110,6 +110,11 @@ const SQL_COUNT: &str = "SELECT COUNT(*) FROM tollgate_docs
      WHERE kind = $1 AND id >= $2 AND starts_with(id, $2)";
 const SQL_LIST: &str = "SELECT id, version, body FROM tollgate_docs
      WHERE kind = $1 AND id >= $2 AND starts_with(id, $2) ORDER BY id LIMIT $3 OFFSET $4";
+// Keyset pages: the primary key's range past the last id seen (or from the prefix).
+const SQL_LIST_FIRST: &str = "SELECT id, version, body FROM tollgate_docs
+     WHERE kind = $1 AND id >= $2 AND starts_with(id, $2) ORDER BY id LIMIT $3";
+const SQL_LIST_AFTER: &str = "SELECT id, version, body FROM tollgate_docs
+     WHERE kind = $1 AND id > $3 AND starts_with(id, $2) ORDER BY id LIMIT $4";
 const SQL_SNAPSHOT: &str =
     "SELECT kind, id, version, body FROM tollgate_docs WHERE kind = ANY($1) ORDER BY kind, id";
 const SQL_LOG_BOUNDS: &str = "SELECT COALESCE(MAX(seq), 0), MIN(seq) FROM tollgate_changes";
@@ -1263,6 +1268,22 @@ async fn listen(
     }
 }
 
+/// Documents from rows of `id, version, body`.
+fn rows_docs(rows: Vec<tokio_postgres::Row>) -> Result<Vec<Doc>, StoreError> {
+    let mut docs = Vec::with_capacity(rows.len());
+    for row in rows {
+        let id: String = row.try_get(0).map_err(pg)?;
+        let version: i64 = row.try_get(1).map_err(pg)?;
+        let body: String = row.try_get(2).map_err(pg)?;
+        docs.push(Doc {
+            id,
+            version: to_u64(version),
+            body: parse_body(&body)?,
+        });
+    }
+    Ok(docs)
+}
+
 #[async_trait]
 impl Store for PostgresStore {
     async fn get(&self, kind: Kind, id: &str) -> Result<Option<Doc>, StoreError> {
@@ -1343,21 +1364,38 @@ impl Store for PostgresStore {
             .map_err(pg)?;
             conn.release();
             let total: i64 = total.try_get(0).map_err(pg)?;
-            let mut docs = Vec::with_capacity(rows.len());
-            for row in rows {
-                let id: String = row.try_get(0).map_err(pg)?;
-                let version: i64 = row.try_get(1).map_err(pg)?;
-                let body: String = row.try_get(2).map_err(pg)?;
-                docs.push(Doc {
-                    id,
-                    version: to_u64(version),
-                    body: parse_body(&body)?,
-                });
-            }
             Ok(Page {
-                docs,
+                docs: rows_docs(rows)?,
                 total: to_u64(total),
             })
+        })
+        .await
+    }
+
+    async fn list_after(
+        &self,
+        kind: Kind,
+        prefix: &str,
+        after: Option<&str>,
+        size: u64,
+    ) -> Result<Vec<Doc>, StoreError> {
+        bounded("list", async {
+            let conn = self.inner.conn().await?;
+            let c = conn.client()?;
+            let limit = to_i64(size);
+            let rows = match after {
+                Some(after) => {
+                    let stmt = c.prepare_cached(SQL_LIST_AFTER).await.map_err(pg)?;
+                    c.query(&stmt, &[&kind, &prefix, &after, &limit]).await
+                }
+                None => {
+                    let stmt = c.prepare_cached(SQL_LIST_FIRST).await.map_err(pg)?;
+                    c.query(&stmt, &[&kind, &prefix, &limit]).await
+                }
+            }
+            .map_err(pg)?;
+            conn.release();
+            rows_docs(rows)
         })
         .await
     }
@@ -1583,6 +1621,7 @@ mod tests {
         postgres_listing_is_in_byte_order,
         contract::listing_is_in_byte_order
     );
+    contract_test!(postgres_listing_after_an_id, contract::listing_after_an_id);
 
     fn put(kind: Kind, id: &str, body: Value, expect: Expect) -> Op {
         Op::Put {

@@ -600,6 +600,49 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn list_after(
+        &self,
+        kind: Kind,
+        prefix: &str,
+        after: Option<&str>,
+        size: u64,
+    ) -> Result<Vec<Doc>, StoreError> {
+        let prefix = prefix.to_owned();
+        let after = after.map(str::to_owned);
+        self.read(move |c| {
+            let limit = i64::try_from(size).unwrap_or(i64::MAX);
+            // The primary key's range from the prefix (or past the last id seen), in byte order
+            // (BINARY collation); ids sharing the prefix come first, so the page stops at the first
+            // that does not start with it.
+            let (sql, from) = match &after {
+                Some(after) => (
+                    "SELECT id, version, body FROM docs WHERE kind = ?1 AND id > ?2
+                     ORDER BY id LIMIT ?3",
+                    after.as_str(),
+                ),
+                None => (
+                    "SELECT id, version, body FROM docs WHERE kind = ?1 AND id >= ?2
+                     ORDER BY id LIMIT ?3",
+                    prefix.as_str(),
+                ),
+            };
+            let mut stmt = c.prepare_cached(sql).map_err(unavailable)?;
+            let mut docs = Vec::new();
+            for row in stmt
+                .query_map(params![kind, from, limit], row_doc)
+                .map_err(unavailable)?
+            {
+                let row = row.map_err(unavailable)?;
+                if !row.0.starts_with(prefix.as_str()) {
+                    break;
+                }
+                docs.push(to_doc(row)?);
+            }
+            Ok(docs)
+        })
+        .await
+    }
+
     async fn commit(&self, ops: Vec<Op>) -> Result<Committed, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.writer
@@ -758,6 +801,11 @@ mod tests {
     #[tokio::test]
     async fn sqlite_listing_is_in_byte_order() {
         contract::listing_is_in_byte_order(&store().1).await;
+    }
+
+    #[tokio::test]
+    async fn sqlite_listing_after_an_id() {
+        contract::listing_after_an_id(&store().1).await;
     }
 
     #[tokio::test]
