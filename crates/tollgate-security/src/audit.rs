@@ -127,20 +127,26 @@ impl Audit {
                     None => Value::Null,
                 };
                 let n = self.counter.fetch_add(1, Ordering::Relaxed);
+                // Built field by field: the diff and the document move in (`json!` would copy
+                // them through the serializer).
+                let mut record = Map::with_capacity(9);
+                let mut field = |key: &str, value: Value| record.insert(key.to_owned(), value);
+                field(
+                    "action",
+                    format!("{}:{}", scope.controller, scope.action).into(),
+                );
+                field("at", at.into());
+                field("author", scope.kuid.clone().into());
+                field("diff", diff);
+                field("document", document);
+                field("kind", (*kind).into());
+                field("target", (*id).into());
+                field("versionAfter", version_after.into());
+                field("versionBefore", before.as_ref().map(|d| d.version).into());
                 records.push(Op::Put {
                     kind: AUDIT,
                     id: format!("{at:013}-{}-{n:010}", self.writer),
-                    body: json!({
-                        "action": format!("{}:{}", scope.controller, scope.action),
-                        "at": at,
-                        "author": scope.kuid,
-                        "diff": diff,
-                        "document": document,
-                        "kind": kind,
-                        "target": id,
-                        "versionAfter": version_after,
-                        "versionBefore": before.as_ref().map(|d| d.version),
-                    }),
+                    body: Value::Object(record),
                     expect: Expect::Any,
                 });
             }
@@ -161,7 +167,11 @@ pub fn diff(before: Option<&Value>, after: Option<&Value>) -> Value {
         after.unwrap_or(&empty),
         &mut out,
     );
-    json!({"added": out.added, "changed": out.changed, "removed": out.removed})
+    let mut diff = Map::with_capacity(3);
+    diff.insert("added".into(), Value::Object(out.added));
+    diff.insert("changed".into(), Value::Object(out.changed));
+    diff.insert("removed".into(), Value::Object(out.removed));
+    Value::Object(diff)
 }
 
 /// Keys added, removed, changed (JSON pointer → value).

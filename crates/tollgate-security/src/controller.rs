@@ -127,6 +127,16 @@ pub(crate) fn doc_result(id: &str, version: u64, source: &Value) -> Value {
     json!({"_id": id, "_version": version, "_source": source})
 }
 
+/// `{_id, _version, _source}` of a document just written: the source moves in (`json!` would copy
+/// it through the serializer).
+fn written(id: &str, version: u64, source: Value) -> Value {
+    let mut result = Map::with_capacity(3);
+    result.insert("_id".into(), id.into());
+    result.insert("_version".into(), version.into());
+    result.insert("_source".into(), source);
+    Value::Object(result)
+}
+
 /// The answer of a dry run: the would-be document (`null` once deleted) and its impact.
 fn dry_result(id: &str, version: Option<u64>, source: Option<&Value>, impact: Value) -> Value {
     json!({"_id": id, "_source": source, "_version": version, "dryRun": true, "impact": impact})
@@ -424,7 +434,7 @@ impl SecurityController {
             match self.commit(ops).await {
                 Ok(c) => {
                     let version = c.versions.last().copied().flatten().unwrap_or(0);
-                    return Ok(json!({"_id": id, "_version": version, "_source": source}));
+                    return Ok(written(id, version, source));
                 }
                 Err(StoreError::Conflict { index }) if index < role_ids.len() => {
                     return Err(with_id(&SECURITY_ROLE_NOT_FOUND, &role_ids[index]));
@@ -528,7 +538,7 @@ impl SecurityController {
             match self.commit(ops).await {
                 Ok(c) => {
                     let version = c.versions.last().copied().flatten().unwrap_or(0);
-                    return Ok(json!({"_id": id, "_version": version, "_source": source}));
+                    return Ok(written(id, version, source));
                 }
                 Err(StoreError::Conflict { index }) if index < role_ids.len() => {
                     return Err(with_id(&SECURITY_ROLE_NOT_FOUND, &role_ids[index]));
@@ -744,7 +754,7 @@ impl SecurityController {
             match self.commit(ops).await {
                 Ok(c) => {
                     let version = c.versions.last().copied().flatten().unwrap_or(0);
-                    return Ok(json!({"_id": id, "_version": version, "_source": source}));
+                    return Ok(written(id, version, source));
                 }
                 Err(StoreError::Conflict { .. }) => {
                     conflicts += 1;

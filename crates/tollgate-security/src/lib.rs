@@ -245,15 +245,18 @@ pub fn created_info(author: Option<&str>) -> Value {
 
 /// `_kuzzle_info` after an update: `author`/`createdAt` kept from `previous`.
 pub fn updated_info(previous: Option<&Value>, updater: Option<&str>) -> Value {
-    let author = previous
-        .and_then(|i| i.get("author"))
-        .cloned()
-        .unwrap_or(Value::Null);
-    let created = previous
-        .and_then(|i| i.get("createdAt"))
-        .cloned()
-        .unwrap_or(Value::Null);
-    json!({"author": author, "createdAt": created, "updatedAt": now_ms(), "updater": updater})
+    let kept = |key| {
+        previous
+            .and_then(|i| i.get(key))
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let mut info = serde_json::Map::with_capacity(4);
+    info.insert("author".into(), kept("author"));
+    info.insert("createdAt".into(), kept("createdAt"));
+    info.insert("updatedAt".into(), now_ms().into());
+    info.insert("updater".into(), updater.into());
+    Value::Object(info)
 }
 
 /// Creates the built-in roles and profiles that do not exist yet (`security-model.md` §6): every
