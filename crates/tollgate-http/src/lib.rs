@@ -144,6 +144,10 @@ pub struct HttpFrontend {
     body_budget: Arc<Semaphore>,
     /// `GET /_metrics`, when metrics are on.
     metrics: Option<Arc<dyn Exposition>>,
+    /// The headers of every answer, in their order, made once: each response copies them and sets
+    /// its own length, encoding and request id in place (building the map per response cost more
+    /// than the rest of the answer's headers).
+    headers: HeaderMap,
 }
 
 impl std::fmt::Debug for HttpFrontend {
@@ -179,6 +183,7 @@ impl HttpFrontend {
     ) -> Self {
         let tree = RouteTree::new(&funnel.router().http_routes());
         let body_budget = Arc::new(Semaphore::new(kib(config.max_buffered_body_bytes)));
+        let headers = standard_headers(&config, &node);
         Self {
             metrics: None,
             funnel,
@@ -188,6 +193,7 @@ impl HttpFrontend {
             upgrades,
             shutdown,
             body_budget,
+            headers,
         }
     }
 
@@ -687,7 +693,7 @@ impl HttpFrontend {
         let mut response = hyper::Response::new(Full::new(Bytes::from(body)));
         *response.status_mut() = status;
         let h = response.headers_mut();
-        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        *h = self.headers.clone();
         h.insert(CONTENT_LENGTH, length);
         h.insert(
             CONTENT_ENCODING,
@@ -697,28 +703,10 @@ impl HttpFrontend {
                 ContentEncoding::Deflate => "deflate",
             }),
         );
-        if let Ok(v) = HeaderValue::from_str(&reply.request_id) {
-            h.insert(X_KUZZLE_REQUEST_ID, v);
-        }
-        if let Ok(v) = HeaderValue::from_str(&self.node) {
-            h.insert(X_KUZZLE_NODE, v);
-        }
-        h.insert(
-            ACCEPT_ENCODING,
-            HeaderValue::from_static(if self.config.compression {
-                "gzip,deflate,identity"
-            } else {
-                "identity"
-            }),
-        );
-        h.insert(
-            ACCESS_CONTROL_ALLOW_HEADERS,
-            HeaderValue::from_static(ALLOW_HEADERS),
-        );
-        h.insert(
-            ACCESS_CONTROL_ALLOW_METHODS,
-            HeaderValue::from_static(ALLOW_METHODS),
-        );
+        match HeaderValue::from_str(&reply.request_id) {
+            Ok(v) => h.insert(X_KUZZLE_REQUEST_ID, v),
+            Err(_) => h.remove(X_KUZZLE_REQUEST_ID),
+        };
         if let Some(origin) = &reply.origin {
             h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
             h.insert(VARY, HeaderValue::from_static("Origin"));
@@ -861,6 +849,36 @@ pub fn build_request(
         Some(_) => return Err(KuzzleError::invalid_type("body", "object")),
     }
     Ok(request)
+}
+
+/// The headers every answer carries (`protocol.md` §7.6), in the order they are sent; the length,
+/// encoding and request id hold placeholders that [`HttpFrontend::finish`] replaces in place.
+fn standard_headers(config: &HttpConfig, node: &str) -> HeaderMap {
+    let mut h = HeaderMap::with_capacity(12);
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
+    h.insert(CONTENT_ENCODING, HeaderValue::from_static("identity"));
+    h.insert(X_KUZZLE_REQUEST_ID, HeaderValue::from_static(""));
+    if let Ok(v) = HeaderValue::from_str(node) {
+        h.insert(X_KUZZLE_NODE, v);
+    }
+    h.insert(
+        ACCEPT_ENCODING,
+        HeaderValue::from_static(if config.compression {
+            "gzip,deflate,identity"
+        } else {
+            "identity"
+        }),
+    );
+    h.insert(
+        ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static(ALLOW_HEADERS),
+    );
+    h.insert(
+        ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static(ALLOW_METHODS),
+    );
+    h
 }
 
 fn head_size<B>(req: &hyper::Request<B>) -> usize {

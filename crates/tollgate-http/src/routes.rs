@@ -1,7 +1,9 @@
 //! HTTP route matching (`protocol.md` §7.1): a tree walked one path segment at a time, where a static
 //! segment beats a placeholder and there is no backtracking.
 
-use std::collections::HashMap;
+// Randomly seeded foldhash: the keys are the route table's own segments, fixed at start-up; a
+// client's path segments are only looked up.
+use foldhash::HashMap;
 
 use percent_encoding::percent_decode_str;
 use tollgate_core::RouteEntry;

@@ -170,9 +170,28 @@ impl Request {
         placeholders: Vec<(String, String)>,
         request_id: String,
     ) -> Self {
-        // Grouped by name in first-seen order; the index keeps this linear in the number of pairs.
+        // Grouped by name in first-seen order. A few names (the usual case) are found by a scan;
+        // past `SCAN` names an index keeps this linear in the number of pairs.
+        const SCAN: usize = 16;
         let mut args: Vec<(String, Vec<Option<String>>)> = Vec::new();
-        let mut position: HashMap<String, usize> = HashMap::with_capacity(query.len());
+        let mut position: HashMap<String, usize> = HashMap::new();
+        let mut slot = |args: &mut Vec<(String, Vec<Option<String>>)>, key: String| -> usize {
+            let found = if args.len() <= SCAN {
+                args.iter().position(|(k, _)| *k == key)
+            } else {
+                if position.is_empty() {
+                    position.extend(args.iter().enumerate().map(|(i, (k, _))| (k.clone(), i)));
+                }
+                position.get(&key).copied()
+            };
+            found.unwrap_or_else(|| {
+                if !position.is_empty() {
+                    position.insert(key.clone(), args.len());
+                }
+                args.push((key, Vec::new()));
+                args.len() - 1
+            })
+        };
         for (key, value) in query {
             if matches!(
                 key.as_str(),
@@ -180,22 +199,12 @@ impl Request {
             ) {
                 continue;
             }
-            match position.get(&key) {
-                Some(&i) => args[i].1.push(value),
-                None => {
-                    position.insert(key.clone(), args.len());
-                    args.push((key, vec![value]));
-                }
-            }
+            let i = slot(&mut args, key);
+            args[i].1.push(value);
         }
         for (key, value) in placeholders {
-            match position.get(&key) {
-                Some(&i) => args[i].1 = vec![Some(value)],
-                None => {
-                    position.insert(key.clone(), args.len());
-                    args.push((key, vec![Some(value)]));
-                }
-            }
+            let i = slot(&mut args, key);
+            args[i].1 = vec![Some(value)];
         }
         let mut take = |name: &str| -> Option<Option<String>> {
             let pos = args.iter().position(|(k, _)| k == name)?;
