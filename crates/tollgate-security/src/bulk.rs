@@ -151,7 +151,7 @@ impl SecurityController {
                     return Ok(doc_result(
                         id,
                         c.versions.get(user_op).copied().flatten().unwrap_or(0),
-                        &source,
+                        source,
                     ));
                 }
                 Err(StoreError::Conflict { index }) if index < user_op => {
@@ -214,7 +214,7 @@ impl SecurityController {
             }
             let create = sub_request(req, create_args.clone(), Some(create_body.clone()));
             match self.create_user_with(&create, ctx, None, None).await {
-                Ok((id, source, version)) => return Ok(doc_result(&id, version, &source)),
+                Ok((id, source, version)) => return Ok(doc_result(&id, version, source)),
                 // Created meanwhile by someone else: update it.
                 Err(e) if e.def() == &SECURITY_USER_ALREADY_EXISTS => backoff().await,
                 Err(e) => return Err(e),
@@ -246,7 +246,7 @@ impl SecurityController {
         let (id, source, version) = self
             .create_user_with(req, ctx, Some(profiles), None)
             .await?;
-        Ok(doc_result(&id, version, &source))
+        Ok(doc_result(&id, version, source))
     }
 
     /// mDeleteUsers / mDeleteProfiles / mDeleteRoles: each id deleted as its single delete would,

@@ -122,14 +122,8 @@ pub(crate) async fn commit_visible(
     Ok(committed)
 }
 
-/// `{_id, _version, _source}`.
-pub(crate) fn doc_result(id: &str, version: u64, source: &Value) -> Value {
-    json!({"_id": id, "_version": version, "_source": source})
-}
-
-/// `{_id, _version, _source}` of a document just written: the source moves in (`json!` would copy
-/// it through the serializer).
-fn written(id: &str, version: u64, source: Value) -> Value {
+/// `{_id, _version, _source}`: the source moves in (`json!` would copy it through the serializer).
+pub(crate) fn doc_result(id: &str, version: u64, source: Value) -> Value {
     let mut result = Map::with_capacity(3);
     result.insert("_id".into(), id.into());
     result.insert("_version".into(), version.into());
@@ -434,7 +428,7 @@ impl SecurityController {
             match self.commit(ops).await {
                 Ok(c) => {
                     let version = c.versions.last().copied().flatten().unwrap_or(0);
-                    return Ok(written(id, version, source));
+                    return Ok(doc_result(id, version, source));
                 }
                 Err(StoreError::Conflict { index }) if index < role_ids.len() => {
                     return Err(with_id(&SECURITY_ROLE_NOT_FOUND, &role_ids[index]));
@@ -538,7 +532,7 @@ impl SecurityController {
             match self.commit(ops).await {
                 Ok(c) => {
                     let version = c.versions.last().copied().flatten().unwrap_or(0);
-                    return Ok(written(id, version, source));
+                    return Ok(doc_result(id, version, source));
                 }
                 Err(StoreError::Conflict { index }) if index < role_ids.len() => {
                     return Err(with_id(&SECURITY_ROLE_NOT_FOUND, &role_ids[index]));
@@ -754,7 +748,7 @@ impl SecurityController {
             match self.commit(ops).await {
                 Ok(c) => {
                     let version = c.versions.last().copied().flatten().unwrap_or(0);
-                    return Ok(written(id, version, source));
+                    return Ok(doc_result(id, version, source));
                 }
                 Err(StoreError::Conflict { .. }) => {
                     conflicts += 1;

@@ -723,7 +723,7 @@ impl AuthController {
             match commit_visible(self.store.as_ref(), &self.cache, ops).await {
                 Ok(c) => {
                     let version = c.versions.first().copied().flatten().unwrap_or(0);
-                    return Ok(doc_result(kuid, version, &source));
+                    return Ok(doc_result(kuid, version, source));
                 }
                 Err(StoreError::Conflict { .. }) => {
                     conflicts += 1;

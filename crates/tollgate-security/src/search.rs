@@ -192,7 +192,7 @@ impl SecurityController {
         let mut hits: Vec<Value> = matched
             .into_iter()
             .skip(search.from)
-            .map(|(id, source, version)| doc_result(&id, version, &source))
+            .map(|(id, source, version)| doc_result(&id, version, source))
             .collect();
         let rest = hits.split_off(search.size.min(hits.len()));
         match search.scroll {
@@ -378,7 +378,7 @@ impl SecurityController {
         let hits: Vec<Value> = ids
             .iter()
             .zip(found)
-            .filter_map(|(id, doc)| doc.map(|d| doc_result(id, d.version, &d.body)))
+            .filter_map(|(id, doc)| doc.map(|d| doc_result(id, d.version, d.body)))
             .collect();
         Ok(json!({ "hits": hits }))
     }

@@ -379,7 +379,7 @@ impl SecurityController {
     ) -> Result<Value, KuzzleError> {
         req.required_body()?;
         let (id, source, version) = self.create_user_with(req, ctx, None, None).await?;
-        Ok(doc_result(&id, version, &source))
+        Ok(doc_result(&id, version, source))
     }
 
     pub(crate) async fn create_first_admin(
@@ -422,7 +422,7 @@ impl SecurityController {
                 Some(FirstAdmin { reset, marker }),
             )
             .await?;
-        Ok(doc_result(&id, version, &source))
+        Ok(doc_result(&id, version, source))
     }
 
     /// The writes of restrictDefaultRights: the six standard definitions, each replacing the current
@@ -479,7 +479,7 @@ impl SecurityController {
             .await
             .map_err(store_error)?
             .ok_or_else(|| not_found(id))?;
-        Ok(doc_result(id, user.doc.version, &user.doc.body))
+        Ok(doc_result(id, user.doc.version, user.doc.body.clone()))
     }
 
     pub(crate) async fn update_user(
@@ -567,7 +567,7 @@ impl SecurityController {
                     return Ok(doc_result(
                         id,
                         c.versions.get(user_op).copied().flatten().unwrap_or(0),
-                        &source,
+                        source,
                     ));
                 }
                 Err(StoreError::Conflict { index }) if index < user_op => {

@@ -74,12 +74,18 @@ fn key(kind: &str, id: &str) -> (String, String) {
     (kind.to_owned(), id.to_owned())
 }
 
-fn to_doc(((_, id), (version, body)): (&(String, String), &(u64, serde_json::Value))) -> Doc {
+/// A stored entry as a [`Doc`] (a copy of its body).
+fn doc(id: &str, (version, body): &(u64, serde_json::Value)) -> Doc {
     Doc {
-        id: id.clone(),
+        id: id.to_owned(),
         version: *version,
         body: body.clone(),
     }
+}
+
+/// A map entry of the listing range as a [`Doc`].
+fn to_doc(((_, id), entry): (&(String, String), &(u64, serde_json::Value))) -> Doc {
+    doc(id, entry)
 }
 
 #[async_trait]
@@ -87,24 +93,14 @@ impl Store for MemoryStore {
     async fn get(&self, kind: Kind, id: &str) -> Result<Option<Doc>, StoreError> {
         self.reads.get.fetch_add(1, Ordering::Relaxed);
         let state = self.lock();
-        Ok(state.docs.get(&key(kind, id)).map(|(v, body)| Doc {
-            id: id.to_owned(),
-            version: *v,
-            body: body.clone(),
-        }))
+        Ok(state.docs.get(&key(kind, id)).map(|entry| doc(id, entry)))
     }
 
     async fn mget(&self, kind: Kind, ids: &[String]) -> Result<Vec<Option<Doc>>, StoreError> {
         let state = self.lock();
         Ok(ids
             .iter()
-            .map(|id| {
-                state.docs.get(&key(kind, id)).map(|(v, body)| Doc {
-                    id: id.clone(),
-                    version: *v,
-                    body: body.clone(),
-                })
-            })
+            .map(|id| state.docs.get(&key(kind, id)).map(|entry| doc(id, entry)))
             .collect())
     }
 
@@ -218,16 +214,7 @@ impl Store for MemoryStore {
             .docs
             .iter()
             .filter(|((k, _), _)| kinds.contains(&k.as_str()))
-            .map(|((k, id), (v, body))| {
-                (
-                    k.clone(),
-                    Doc {
-                        id: id.clone(),
-                        version: *v,
-                        body: body.clone(),
-                    },
-                )
-            })
+            .map(|((k, id), entry)| (k.clone(), doc(id, entry)))
             .collect();
         Ok(Snapshot {
             seq: state.seq,
